@@ -1,0 +1,33 @@
+# One command each, on a fresh machine with Python 3.11:
+#   make repro   set up .venv and run the whole pipeline (dvc repro) on the real data
+#   make test    set up .venv and run the linter and the test suite
+PYTHON ?= python3.11
+VENV := .venv
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+export TF_USE_LEGACY_KERAS := 1
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+
+.PHONY: setup repro test lock
+
+setup: $(VENV)/.installed
+
+# requirements.lock pins every package (installed --no-deps: see pyproject.toml for why).
+$(VENV)/.installed: requirements.lock pyproject.toml
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --quiet --no-deps -r requirements.lock
+	$(VENV)/bin/python -m pip install --quiet --no-deps -e .
+	touch $@
+
+repro: setup
+	dvc repro
+
+test: setup
+	ruff check .
+	ruff format --check .
+	pytest
+
+# Refresh requirements.lock after changing the ranges in pyproject.toml.
+lock: setup
+	$(VENV)/bin/python -m pip install --quiet -e ".[dev]" "tensorflow-cpu>=2.21,<2.22"
+	$(VENV)/bin/python -m pip install --quiet --no-deps "tf-keras>=2.21,<2.22" "keras-flops==0.1.2"
+	$(VENV)/bin/python -m pip freeze --exclude-editable | grep -v '^tensorflow==' > requirements.lock

@@ -1,0 +1,43 @@
+"""Reading photos: one place that decides what a usable image is."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+
+class ImageError(Exception):
+    """This file is not a usable image; the message says why."""
+
+
+def open_rgb(path: str | Path) -> Image.Image:
+    """Decode ``path`` fully into an upright RGB image, or raise :class:`ImageError`."""
+    path = Path(path)
+    if not path.is_file():
+        raise ImageError("no such file")
+    if path.stat().st_size == 0:
+        raise ImageError("empty file")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                image.load()
+                upright = ImageOps.exif_transpose(image)
+                return _to_rgb(upright)
+    except UnidentifiedImageError:
+        raise ImageError("not an image file") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageError("image too large to decode safely") from None
+    except (OSError, SyntaxError, ValueError) as error:
+        raise ImageError(f"cannot decode ({error})") from None
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        # Composite onto white, as a viewer would show it, instead of dropping alpha to black.
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB")

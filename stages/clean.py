@@ -1,0 +1,154 @@
+"""clean: data/raw -> data/clean/labels.csv, keeping only usable, labelled clothing photos.
+
+Every row or image that is dropped is listed with its reason in metrics/dropped.csv;
+counts per class and per reason go to metrics/data.json.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import pandas as pd
+from tqdm import tqdm
+
+from clothing.errors import PipelineError, run_stage
+from clothing.files import atomic_dir, atomic_file, sha256_file, write_csv, write_json
+from clothing.images import ImageError, open_rgb
+from clothing.params import CleanParams, load_params
+
+RAW = Path("data/raw")
+OUT = Path("data/clean")
+METRICS = Path("metrics")
+REASONS = [
+    "duplicate_row",
+    "missing_image",
+    "unreadable_image",
+    "missing_label",
+    "excluded_label",
+    "duplicate_image",
+    "no_label_row",
+]
+
+
+def main() -> None:
+    params = load_params().clean
+    rows = read_rows(RAW / "images.csv")
+    kept, dropped = clean(rows, RAW / "images", params)
+
+    with atomic_dir(OUT) as out:
+        write_csv(out / "labels.csv", kept)
+    write_csv(METRICS / "dropped.csv", dropped)
+    counts = kept["label"].value_counts().sort_index()
+    write_json(METRICS / "data.json", summary(rows, kept, dropped))
+    distribution = counts.sort_values(ascending=False).rename_axis("label").reset_index()
+    write_csv(METRICS / "class_distribution.csv", distribution)
+    plot_distribution(distribution, METRICS / "class_distribution.png")
+    print(f"clean: kept {len(kept)} images in {len(counts)} classes, dropped {len(dropped)}")
+
+
+def read_rows(path: Path) -> pd.DataFrame:
+    try:
+        rows = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (OSError, pd.errors.ParserError) as error:
+        raise PipelineError(f"{path}: cannot read ({error})") from None
+    missing = {"image", "sender_id", "label", "kids"} - set(rows.columns)
+    if missing:
+        raise PipelineError(f"{path}: missing columns {sorted(missing)}")
+    rows["label"] = normalise_labels(rows["label"])
+    return rows.sort_values("image", kind="stable").reset_index(drop=True)
+
+
+def normalise_labels(labels: pd.Series) -> pd.Series:
+    """Trim and collapse white space; spellings that differ only in case become the commonest."""
+    labels = labels.str.split().str.join(" ")
+    key = labels.str.casefold()
+    commonest = (
+        pd.DataFrame({"key": key, "label": labels})
+        .value_counts()
+        .reset_index()
+        .sort_values(["key", "count", "label"], ascending=[True, False, True])
+        .drop_duplicates("key")
+        .set_index("key")["label"]
+    )
+    return key.map(commonest)
+
+
+def clean(rows: pd.DataFrame, images: Path, params: CleanParams) -> tuple[pd.DataFrame, pd.DataFrame]:
+    check_label_params(params, set(rows["label"]) - {""})
+    reason = pd.Series("", index=rows.index)
+
+    def drop(mask: pd.Series, why: str) -> None:
+        reason[mask & (reason == "")] = why
+
+    drop(rows["image"].duplicated(), "duplicate_row")
+    paths = rows["image"].map(lambda image: images / f"{image}.jpg")
+    drop(~paths.map(Path.is_file), "missing_image")
+    to_check = paths[reason == ""]
+    unreadable = [is_unreadable(p) for p in tqdm(to_check, desc="check images", unit="img")]
+    drop(
+        pd.Series(unreadable, index=to_check.index).reindex(rows.index, fill_value=False), "unreadable_image"
+    )
+    drop(rows["label"] == "", "missing_label")
+    if params.keep_labels is not None:
+        drop(~rows["label"].isin(params.keep_labels), "excluded_label")
+    drop(rows["label"].isin(params.drop_labels), "excluded_label")
+    digests = paths.where(reason == "").dropna().map(sha256_file)
+    drop(digests.duplicated().reindex(rows.index, fill_value=False), "duplicate_image")
+
+    kept = rows[reason == ""].assign(path=paths.map(Path.as_posix))
+    dropped = rows.assign(reason=reason)[reason != ""][["image", "label", "reason"]]
+    unlabelled = sorted({p.stem for p in images.glob("*.jpg")} - set(rows["image"]))
+    dropped = pd.concat([dropped, pd.DataFrame({"image": unlabelled, "label": "", "reason": "no_label_row"})])
+    return (
+        kept[["image", "label", "sender_id", "kids", "path"]].reset_index(drop=True),
+        dropped.sort_values(["reason", "image"]).reset_index(drop=True),
+    )
+
+
+def check_label_params(params: CleanParams, labels: set[str]) -> None:
+    for key in ("keep_labels", "drop_labels"):
+        for name in getattr(params, key) or []:
+            if name not in labels:
+                close = difflib.get_close_matches(name, sorted(labels), n=1)
+                hint = f" (did you mean '{close[0]}'?)" if close else ""
+                raise PipelineError(f"params.yaml: clean.{key}: unknown class '{name}'{hint}")
+
+
+def is_unreadable(path: Path) -> bool:
+    try:
+        open_rgb(path)
+    except ImageError:
+        return True
+    return False
+
+
+def summary(rows: pd.DataFrame, kept: pd.DataFrame, dropped: pd.DataFrame) -> dict:
+    per_reason = dropped["reason"].value_counts()
+    return {
+        "rows": len(rows),
+        "kept": len(kept),
+        "classes": int(kept["label"].nunique()),
+        "dropped": len(dropped),
+        "dropped_per_reason": {why: int(per_reason.get(why, 0)) for why in REASONS},
+        "kept_per_class": {k: int(v) for k, v in kept["label"].value_counts().sort_index().items()},
+    }
+
+
+def plot_distribution(distribution: pd.DataFrame, path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(7, 0.3 * len(distribution) + 1))
+    ax.barh(distribution["label"], distribution["count"])
+    ax.invert_yaxis()
+    ax.set_xlabel("images kept")
+    ax.set_title("Class distribution after cleaning")
+    for y, count in enumerate(distribution["count"]):
+        ax.text(count, y, f" {count}", va="center", fontsize=8)
+    fig.tight_layout()
+    with atomic_file(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    run_stage(main)

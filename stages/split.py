@@ -1,0 +1,80 @@
+"""split: data/clean/labels.csv -> data/split/{train,val,test}.csv, stratified by label.
+
+With ``split.group_by_sender`` whole contributors go to one split, so near-identical
+shots of one person's shirt never sit on both sides of the train/test line; the
+fractions are then met as closely as whole contributors allow.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+from sklearn.model_selection import StratifiedGroupKFold, train_test_split
+
+from clothing.errors import PipelineError, run_stage
+from clothing.files import atomic_dir, write_csv, write_json
+from clothing.params import SplitParams, load_params
+
+LABELS = Path("data/clean/labels.csv")
+OUT = Path("data/split")
+SPLITS = ("train", "val", "test")
+
+
+def main() -> None:
+    params = load_params().split
+    labels = pd.read_csv(LABELS, dtype=str, keep_default_na=False)
+    parts = split(labels, params)
+    with atomic_dir(OUT) as out:
+        for name, part in parts.items():
+            write_csv(out / f"{name}.csv", part.sort_values("image"))
+    write_json(Path("metrics/split.json"), summary(parts))
+    print("split: " + ", ".join(f"{name} {len(part)}" for name, part in parts.items()))
+
+
+def split(labels: pd.DataFrame, params: SplitParams) -> dict[str, pd.DataFrame]:
+    too_few = labels["label"].value_counts().loc[lambda counts: counts < len(SPLITS)]
+    if not too_few.empty:
+        raise PipelineError(f"split: classes with fewer than 3 images cannot be stratified: {dict(too_few)}")
+    val_share_of_rest = params.val / (params.train + params.val)
+    try:
+        if params.group_by_sender:
+            rest, test = one_group_fold(labels, params.test, params.seed)
+            train, val = one_group_fold(rest, val_share_of_rest, params.seed)
+        else:
+            rest, test = train_test_split(
+                labels, test_size=params.test, stratify=labels["label"], random_state=params.seed
+            )
+            train, val = train_test_split(
+                rest, test_size=val_share_of_rest, stratify=rest["label"], random_state=params.seed
+            )
+    except ValueError as error:
+        raise PipelineError(f"split: cannot split these labels with these params ({error})") from None
+    return {"train": train, "val": val, "test": test}
+
+
+def one_group_fold(frame: pd.DataFrame, fraction: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Hold out about ``fraction`` of ``frame`` as whole sender groups, stratified by label."""
+    folds = StratifiedGroupKFold(n_splits=round(1 / fraction), shuffle=True, random_state=seed)
+    keep, held_out = next(folds.split(frame, frame["label"], groups=frame["sender_id"]))
+    return frame.iloc[keep], frame.iloc[held_out]
+
+
+def summary(parts: dict[str, pd.DataFrame]) -> dict:
+    senders = {name: set(part["sender_id"]) for name, part in parts.items()}
+    shared = (
+        (senders["train"] & senders["val"])
+        | (senders["train"] & senders["test"])
+        | (senders["val"] & senders["test"])
+    )
+    return {
+        name: {
+            "total": len(part),
+            "per_class": {k: int(v) for k, v in part["label"].value_counts().sort_index().items()},
+        }
+        for name, part in parts.items()
+    } | {"senders_in_several_splits": len(shared)}
+
+
+if __name__ == "__main__":
+    run_stage(main)

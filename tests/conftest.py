@@ -1,0 +1,156 @@
+"""A tiny clothing dataset in the real archive's layout, and a project copy to run stages in.
+
+The dataset (see ``tiny_dataset``) has 3 classes x 10 good photos, plus one of each
+kind of trouble the real data has or could have.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+from clothing.files import tree_digest
+
+REPO = Path(__file__).resolve().parents[1]
+TOP = "clothing-dataset-0000000000000000000000000000000000000000"
+CLASSES = {"T-Shirt": (200, 40, 40), "Pants": (40, 160, 40), "Shoes": (40, 40, 200)}
+PER_CLASS = 10
+SENDERS = 10
+
+# What clean must make of it.
+EXPECTED_KEPT = {label: PER_CLASS for label in CLASSES}
+EXPECTED_DROPPED = {
+    "duplicate_row": 0,
+    "missing_image": 1,
+    "unreadable_image": 1,
+    "missing_label": 0,
+    "excluded_label": 3,
+    "duplicate_image": 1,
+    "no_label_row": 1,
+}
+
+
+@dataclass(frozen=True)
+class Archive:
+    zip_path: Path
+    content_sha256: str
+
+
+def photo(path: Path, colour: tuple[int, int, int], seed: int, size: int = 40) -> None:
+    """A JPEG of the class colour with a seeded pattern, so each file is distinct."""
+    rng = np.random.default_rng(seed)
+    pixels = np.clip(np.array(colour) + rng.normal(0, 25, (size, size, 3)), 0, 255).astype(np.uint8)
+    Image.fromarray(pixels).save(path, quality=90)
+
+
+def tiny_dataset(root: Path) -> Path:
+    folder = root / TOP
+    images = folder / "images"
+    images.mkdir(parents=True)
+    rows = []
+    seed = 0
+    for label, colour in CLASSES.items():
+        for i in range(PER_CLASS):
+            seed += 1
+            name = f"{label.lower()}-{i:02d}"
+            photo(images / f"{name}.jpg", colour, seed)
+            # One row spells its label differently: clean must normalise it.
+            spelled = " t-shirt " if name == "t-shirt-03" else label
+            rows.append((name, i % SENDERS, spelled))
+    shutil.copy(images / "pants-00.jpg", images / "pants-copy.jpg")
+    rows.append(("pants-copy", 0, "Pants"))  # byte-identical duplicate
+    (images / "shoes-corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not a jpeg")
+    rows.append(("shoes-corrupt", 1, "Shoes"))  # unreadable
+    rows.append(("t-shirt-gone", 2, "T-Shirt"))  # no file
+    for i, junk in enumerate(["Not sure", "Skip", "Other"]):
+        photo(images / f"junk-{i}.jpg", (128, 128, 128), 100 + i)
+        rows.append((f"junk-{i}", 3, junk))  # not a clothing class
+    photo(images / "no-row.jpg", (10, 10, 10), 200)  # file with no label row
+    lines = ["image,sender_id,label,kids"] + [f"{n},{s},{lab},False" for n, s, lab in rows]
+    (folder / "images.csv").write_text("\n".join(lines) + "\n")
+    (folder / "LICENSE").write_text("CC0\n")
+    return folder
+
+
+def zip_folder(folder: Path, zip_path: Path) -> Path:
+    with zipfile.ZipFile(zip_path, "w") as archive:
+        for path in sorted(folder.rglob("*")):
+            archive.write(path, path.relative_to(folder.parent).as_posix())
+    return zip_path
+
+
+@pytest.fixture(scope="session")
+def archive(tmp_path_factory: pytest.TempPathFactory) -> Archive:
+    root = tmp_path_factory.mktemp("tiny")
+    folder = tiny_dataset(root)
+    mirror = root / "mirror"
+    mirror.mkdir()
+    zip_path = zip_folder(folder, mirror / f"{TOP}.zip")
+    return Archive(zip_path, tree_digest(folder))
+
+
+@pytest.fixture()
+def project(tmp_path: Path, archive: Archive) -> Path:
+    """A copy of the repo's pipeline whose params point at the tiny archive's mirror."""
+    for name in ("stages", "src"):
+        shutil.copytree(
+            REPO / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info")
+        )
+    for name in ("dvc.yaml", ".dvcignore"):
+        shutil.copy(REPO / name, tmp_path / name)
+    update_params(
+        tmp_path,
+        {
+            "fetch": {
+                "url": "http://127.0.0.1:9/unused.zip",
+                "archive": archive.zip_path.name,
+                "mirrors": [str(archive.zip_path.parent)],
+                "content_sha256": archive.content_sha256,
+                "retries": 0,
+                "timeout_s": 5,
+            }
+        },
+        base=REPO / "params.yaml",
+    )
+    return tmp_path
+
+
+def update_params(project: Path, changes: dict, base: Path | None = None) -> None:
+    params = yaml.safe_load((base or project / "params.yaml").read_text())
+    for section, values in changes.items():
+        params.setdefault(section, {}).update(values)
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def run(project: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """Run a command in the project copy with this interpreter's environment first on PATH."""
+    env = os.environ | {
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "TF_USE_LEGACY_KERAS": "1",
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+    }
+    result = subprocess.run(args, cwd=project, env=env, capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{args} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def stage(project: Path, name: str, check: bool = True) -> subprocess.CompletedProcess:
+    return run(project, sys.executable, f"stages/{name}.py", check=check)
+
+
+def error_line(result: subprocess.CompletedProcess) -> str:
+    """The one line a failing stage printed last; asserts there is no traceback."""
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr, result.stderr
+    return result.stderr.strip().splitlines()[-1]
