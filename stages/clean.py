@@ -9,14 +9,14 @@ from __future__ import annotations
 import difflib
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import pandas as pd
 from tqdm import tqdm
 
 from clothing.errors import PipelineError, run_stage
-from clothing.files import atomic_dir, atomic_file, sha256_file, write_csv, write_json
+from clothing.files import atomic_dir, sha256_file, write_csv, write_json
 from clothing.images import ImageError, open_rgb
 from clothing.params import CleanParams, load_params
+from clothing.plots import plt, save_png
 
 RAW = Path("data/raw")
 OUT = Path("data/clean")
@@ -144,10 +144,7 @@ def plot_distribution(distribution: pd.DataFrame, path: Path) -> None:
     ax.set_title("Class distribution after cleaning")
     for y, count in enumerate(distribution["count"]):
         ax.text(count, y, f" {count}", va="center", fontsize=8)
-    fig.tight_layout()
-    with atomic_file(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
+    save_png(fig, path)
 
 
 if __name__ == "__main__":

@@ -33,10 +33,11 @@ class TransientError(Exception):
 
 
 def main() -> None:
-    params = load_params().fetch
+    all_params = load_params()
+    params = all_params.fetch
     failures = []
     with atomic_dir(OUT) as dest:
-        for name, get_archive in sources(params):
+        for name, get_archive in sources(params, all_params.mirrors):
             scratch = dest / ".download"
             scratch.mkdir()
             try:
@@ -52,9 +53,9 @@ def main() -> None:
         raise PipelineError("could not fetch the dataset. " + "; ".join(failures))
 
 
-def sources(params: FetchParams) -> Iterator[tuple[str, Callable[[Path], Path]]]:
+def sources(params: FetchParams, mirrors: list[str]) -> Iterator[tuple[str, Callable[[Path], Path]]]:
     """Yield (description, function that puts the archive in a scratch dir and returns its path)."""
-    for mirror in params.mirrors:
+    for mirror in mirrors:
         path = Path(mirror) / params.archive
         yield str(path), lambda _scratch, path=path: from_mirror(path)
     yield params.url, lambda scratch: download(params, scratch / params.archive)

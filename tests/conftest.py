@@ -111,14 +111,14 @@ def project(tmp_path: Path, archive: Archive) -> Path:
     update_params(
         tmp_path,
         {
+            "mirrors": [str(archive.zip_path.parent)],
             "fetch": {
                 "url": "http://127.0.0.1:9/unused.zip",
                 "archive": archive.zip_path.name,
-                "mirrors": [str(archive.zip_path.parent)],
                 "content_sha256": archive.content_sha256,
                 "retries": 0,
                 "timeout_s": 5,
-            }
+            },
         },
         base=REPO / "params.yaml",
     )
@@ -127,8 +127,11 @@ def project(tmp_path: Path, archive: Archive) -> Path:
 
 def update_params(project: Path, changes: dict, base: Path | None = None) -> None:
     params = yaml.safe_load((base or project / "params.yaml").read_text())
-    for section, values in changes.items():
-        params.setdefault(section, {}).update(values)
+    for key, value in changes.items():
+        if isinstance(value, dict):
+            params.setdefault(key, {}).update(value)
+        else:
+            params[key] = value
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 

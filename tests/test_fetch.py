@@ -71,7 +71,7 @@ def server(archive: Archive, tmp_path: Path) -> Iterator[Server]:
 
 def use_url(project: Path, url: str, retries: int = 0) -> None:
     update_params(
-        project, {"fetch": {"mirrors": [str(project / "no-mirror-here")], "url": url, "retries": retries}}
+        project, {"mirrors": [str(project / "no-mirror-here")], "fetch": {"url": url, "retries": retries}}
     )
 
 

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import warnings
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+from tqdm import tqdm
 
 
 class ImageError(Exception):
@@ -41,3 +46,17 @@ def _to_rgb(image: Image.Image) -> Image.Image:
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(background, rgba).convert("RGB")
     return image.convert("RGB")
+
+
+def load_image(path: str | Path, size: int) -> np.ndarray:
+    """The photo as a ``size`` x ``size`` RGB uint8 array: the one resize every stage uses."""
+    return np.asarray(open_rgb(path).resize((size, size), Image.BILINEAR))
+
+
+def load_images(paths: Sequence[str | Path], size: int, desc: str = "decode") -> np.ndarray:
+    """Decode and resize many photos in parallel (PIL releases the GIL), with a progress bar."""
+    with ThreadPoolExecutor(max_workers=os.cpu_count()) as pool:
+        arrays = list(
+            tqdm(pool.map(lambda p: load_image(p, size), paths), total=len(paths), desc=desc, unit="img")
+        )
+    return np.stack(arrays) if arrays else np.zeros((0, size, size, 3), np.uint8)

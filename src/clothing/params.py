@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import yaml
 from pydantic import (
@@ -35,7 +35,6 @@ class FetchParams(Section):
     url: str
     archive: str
     content_sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
-    mirrors: list[str] = []
     retries: NonNegativeInt = 3
     timeout_s: PositiveFloat = 60.0
 
@@ -67,10 +66,49 @@ class SplitParams(Section):
         return self
 
 
+class AugmentParams(Section):
+    enabled: StrictBool = True
+    views: Annotated[int, Field(ge=1)] = 4
+    strength: Annotated[float, Field(ge=0, le=2)] = 1.0
+
+
+class PhaseParams(Section):
+    epochs: NonNegativeInt
+    lr: PositiveFloat
+
+
+class FineTuneParams(PhaseParams):
+    unfreeze: Annotated[float, Field(ge=0, le=1)] = 0.2
+    schedule: Literal["cosine", "constant"] = "cosine"
+
+
+class TrainParams(Section):
+    backbone: Literal["mobilenet_v2", "efficientnet_b0", "resnet50", "convnext_tiny", "baseline_cnn"]
+    weights: str | None = "imagenet"
+    image_size: Annotated[int, Field(ge=32, le=1024)] = 224
+    batch_size: Annotated[int, Field(ge=1)] = 32
+    seed: NonNegativeInt = 42
+    dropout: Annotated[float, Field(ge=0, lt=1)] = 0.2
+    label_smoothing: Annotated[float, Field(ge=0, lt=1)] = 0.1
+    class_weighting: StrictBool = False
+    augment: AugmentParams = AugmentParams()
+    head: PhaseParams
+    fine_tune: FineTuneParams
+
+
+class EvaluateParams(Section):
+    tta_flip: StrictBool = True
+    calibration_bins: Annotated[int, Field(ge=2)] = 15
+    gallery_size: Annotated[int, Field(ge=0)] = 16
+
+
 class Params(Section):
+    mirrors: list[str] = []
     fetch: FetchParams
     clean: CleanParams = CleanParams()
     split: SplitParams = SplitParams()
+    train: TrainParams | None = None
+    evaluate: EvaluateParams = EvaluateParams()
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:

@@ -1,0 +1,54 @@
+"""Classification scores, computed the same way for every model the pipeline measures."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import accuracy_score, precision_recall_fscore_support, top_k_accuracy_score
+
+
+def scores(labels: np.ndarray, probabilities: np.ndarray, bins: int = 15) -> dict[str, float]:
+    """Accuracy, top-3, macro and weighted precision/recall/F1, and calibration error."""
+    predicted = probabilities.argmax(axis=1)
+    classes = np.arange(probabilities.shape[1])
+    result = {
+        "accuracy": accuracy_score(labels, predicted),
+        "top3_accuracy": top_k_accuracy_score(labels, probabilities, k=min(3, len(classes)), labels=classes),
+    }
+    for average in ("macro", "weighted"):
+        precision, recall, f1, _ = precision_recall_fscore_support(
+            labels, predicted, labels=classes, average=average, zero_division=0
+        )
+        result |= {f"{average}_precision": precision, f"{average}_recall": recall, f"{average}_f1": f1}
+    result["ece"] = expected_calibration_error(labels, probabilities, bins)
+    return {name: round(float(value), 4) for name, value in result.items()}
+
+
+def per_class(labels: np.ndarray, predicted: np.ndarray, class_names: list[str]) -> pd.DataFrame:
+    precision, recall, f1, support = precision_recall_fscore_support(
+        labels, predicted, labels=np.arange(len(class_names)), zero_division=0
+    )
+    return pd.DataFrame(
+        {"class": class_names, "precision": precision, "recall": recall, "f1": f1, "support": support}
+    ).round(4)
+
+
+def reliability(labels: np.ndarray, probabilities: np.ndarray, bins: int) -> pd.DataFrame:
+    """Per confidence bin: how many predictions, their mean confidence, and how many were right."""
+    confidence = probabilities.max(axis=1)
+    correct = probabilities.argmax(axis=1) == labels
+    edges = np.linspace(0, 1, bins + 1)
+    which = np.clip(np.digitize(confidence, edges[1:-1]), 0, bins - 1)
+    frame = pd.DataFrame({"bin": which, "confidence": confidence, "correct": correct})
+    table = frame.groupby("bin").agg(
+        count=("correct", "size"), confidence=("confidence", "mean"), accuracy=("correct", "mean")
+    )
+    table = table.reindex(range(bins)).fillna({"count": 0})
+    table.insert(0, "bin_low", edges[:-1])
+    table.insert(1, "bin_high", edges[1:])
+    return table.reset_index(drop=True)
+
+
+def expected_calibration_error(labels: np.ndarray, probabilities: np.ndarray, bins: int = 15) -> float:
+    table = reliability(labels, probabilities, bins).dropna()
+    return float((table["count"] * (table["accuracy"] - table["confidence"]).abs()).sum() / len(labels))

@@ -1,0 +1,107 @@
+"""evaluate: models/model.keras on data/split/test.csv -> metrics/eval.json and metrics/eval/.
+
+The only stage that reads the test split. With ``evaluate.tta_flip`` the mirrored-photo
+average is reported beside the plain figures, under ``tta_flip``, never instead of them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import ConfusionMatrixDisplay
+
+from clothing.classifier import load_classifier
+from clothing.errors import PipelineError, run_stage
+from clothing.files import write_csv, write_json
+from clothing.images import load_images
+from clothing.metrics import per_class, reliability, scores
+from clothing.params import load_params
+from clothing.plots import plt, save_png
+
+MODEL = Path("models/model.keras")
+TEST = Path("data/split/test.csv")
+OUT = Path("metrics/eval")
+
+
+def main() -> None:
+    params = load_params().evaluate
+    classifier = load_classifier(MODEL)
+    classes = classifier.info.classes
+    test = pd.read_csv(TEST, dtype=str)
+    unknown = sorted(set(test["label"]) - set(classes))
+    if unknown:
+        raise PipelineError(f"{TEST}: classes the model does not know: {unknown}")
+    labels = test["label"].map({c: i for i, c in enumerate(classes)}).to_numpy()
+
+    images = load_images(test["path"], classifier.info.image_size, desc="decode test")
+    probabilities = classifier.predict(images)
+    predicted = probabilities.argmax(axis=1)
+    summary = {"test_images": len(test)} | scores(labels, probabilities, params.calibration_bins)
+    if params.tta_flip:
+        mirrored = classifier.predict(images[:, :, ::-1])
+        summary["tta_flip"] = scores(labels, (probabilities + mirrored) / 2, params.calibration_bins)
+
+    table = per_class(labels, predicted, classes)
+    summary["per_class_f1"] = dict(zip(table["class"], table["f1"], strict=True))
+    write_json("metrics/eval.json", summary)
+    write_csv(OUT / "per_class.csv", table)
+    predictions = pd.DataFrame({
+        "image": test["image"],
+        "actual": test["label"],
+        "predicted": [classes[i] for i in predicted],
+        "confidence": probabilities.max(axis=1).round(4),
+    })  # fmt: skip
+    write_csv(OUT / "predictions.csv", predictions)
+    bins = reliability(labels, probabilities, params.calibration_bins)
+    write_csv(OUT / "reliability.csv", bins.round(4))
+
+    plot_confusion(labels, predicted, classes, OUT / "confusion_normalized.png")
+    plot_reliability(bins, summary["ece"], OUT / "reliability.png")
+    plot_mistakes(images, predictions, params.gallery_size, OUT / "confident_mistakes.png")
+    print(
+        f"evaluate: accuracy {summary['accuracy']:.4f}, macro F1 {summary['macro_f1']:.4f}, "
+        f"weighted F1 {summary['weighted_f1']:.4f} on {len(test)} test images"
+    )
+
+
+def plot_confusion(labels: np.ndarray, predicted: np.ndarray, classes: list[str], path: Path) -> None:
+    figure, axes = plt.subplots(figsize=(11, 10))
+    ConfusionMatrixDisplay.from_predictions(
+        labels, predicted, labels=range(len(classes)), display_labels=classes, normalize="true",
+        values_format=".2f", cmap="Blues", ax=axes, colorbar=False, xticks_rotation="vertical",
+    )  # fmt: skip
+    axes.set_title("Test confusion matrix (rows sum to 1)")
+    save_png(figure, path)
+
+
+def plot_reliability(bins: pd.DataFrame, ece: float, path: Path) -> None:
+    figure, axes = plt.subplots(figsize=(5, 5))
+    filled = bins.dropna()
+    width = bins["bin_high"] - bins["bin_low"]
+    axes.bar(filled["bin_low"], filled["accuracy"], width=width[filled.index], align="edge", edgecolor="k")
+    axes.plot([0, 1], [0, 1], "r--", label="perfect calibration")
+    axes.set(xlabel="confidence", ylabel="accuracy", xlim=(0, 1), ylim=(0, 1))
+    axes.set_title(f"Reliability (ECE {ece:.3f})")
+    axes.legend(loc="upper left")
+    save_png(figure, path)
+
+
+def plot_mistakes(images: np.ndarray, predictions: pd.DataFrame, count: int, path: Path) -> None:
+    wrong = predictions[predictions["actual"] != predictions["predicted"]]
+    worst = wrong.sort_values("confidence", ascending=False).head(count)
+    columns = 4
+    rows = max(1, -(-len(worst) // columns))
+    figure, grid = plt.subplots(rows, columns, figsize=(3 * columns, 3.3 * rows), squeeze=False)
+    for axes in grid.flat:
+        axes.axis("off")
+    for axes, (index, row) in zip(grid.flat, worst.iterrows(), strict=False):
+        axes.imshow(images[index])
+        axes.set_title(f"true {row.actual}\npred {row.predicted} ({row.confidence:.2f})", fontsize=9)
+    figure.suptitle("Most confident mistakes on the test split")
+    save_png(figure, path)
+
+
+if __name__ == "__main__":
+    run_stage(main)

@@ -1,0 +1,213 @@
+"""train: data/split/{train,val}.csv -> models/model.keras (+ model.json), metrics/train.json.
+
+Transfer learning on a CPU budget. The backbone is cut in two: the frozen bottom runs
+once per training image and augmented view (``train.augment.views``), and only the top
+(``train.fine_tune.unfreeze`` of the backbone's layers) plus the new head train, epoch
+after epoch, on those cached features. Two phases: the head alone, then head and top.
+The weights kept are those of the epoch with the best validation accuracy; the test
+split is not read here.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from dvclive import Live
+from dvclive.keras import DVCLiveCallback
+from tqdm import tqdm
+
+from clothing.backbones import BACKBONES, build_backbone, split_at_fraction
+from clothing.classifier import ModelInfo, save_classifier
+from clothing.errors import PipelineError, run_stage
+from clothing.files import write_json
+from clothing.images import load_images
+from clothing.params import AugmentParams, TrainParams, load_params
+from clothing.tf import keras, tf
+
+SPLIT = Path("data/split")
+MODEL = Path("models/model.keras")
+CURVES = Path("metrics/train")
+
+
+def main() -> None:
+    params = load_params()
+    p = params.train
+    if p is None:
+        raise PipelineError("params.yaml: train: missing section")
+    keras.utils.set_random_seed(p.seed)
+    tf.config.experimental.enable_op_determinism()
+    wall: dict[str, float] = {}
+
+    train, val = (pd.read_csv(SPLIT / f"{name}.csv", dtype=str) for name in ("train", "val"))
+    classes = sorted(train["label"].unique())
+    index = {name: i for i, name in enumerate(classes)}
+    y_train, y_val = (frame["label"].map(index).to_numpy() for frame in (train, val))
+    if np.isnan(y_val.astype(float)).any():
+        raise PipelineError("data/split/val.csv has classes that train.csv lacks")
+
+    backbone = build_backbone(p.backbone, p.image_size, p.weights, params.mirrors)
+    # Random weights are not worth protecting: train the whole network.
+    frozen, top = split_at_fraction(backbone, 1.0 if p.weights is None else p.fine_tune.unfreeze)
+    preprocess = BACKBONES[p.backbone].preprocess
+
+    with timed(wall, "decode"):
+        train_images = load_images(train["path"], p.image_size, desc="decode train")
+        val_images = load_images(val["path"], p.image_size, desc="decode val")
+    with timed(wall, "frozen_features"):
+        views = [
+            frozen_features(frozen, preprocess(augmented(train_images, v, p.augment))) for v in views_of(p)
+        ]
+        val_features = frozen_features(frozen, preprocess(val_images.astype(np.float32)))
+
+    head = classifier_head(top, len(classes), p.dropout)
+    weights = class_weights(y_train, len(classes)) if p.class_weighting else None
+    data = CachedViews(views, y_train, len(classes), p.batch_size, p.seed, weights)
+    validation = (val_features, keras.utils.to_categorical(y_val, len(classes)))
+    best = KeepBest()
+    with Live(str(CURVES), dvcyaml=None, save_dvc_exp=False) as live:
+        callbacks = [best, DVCLiveCallback(live=live)]
+        with timed(wall, "head"):
+            top.trainable = False
+            fit(head, data, validation, p.head.epochs, p.head.lr, "constant", p.label_smoothing, callbacks)
+        with timed(wall, "fine_tune"):
+            unfreeze(top)
+            phase = p.fine_tune
+            fit(head, data, validation, phase.epochs, phase.lr, phase.schedule, p.label_smoothing, callbacks,
+                initial_epoch=p.head.epochs)  # fmt: skip
+    if best.weights is None:
+        raise PipelineError("train: no epoch ran (train.head.epochs + train.fine_tune.epochs is 0)")
+    head.set_weights(best.weights)
+
+    model = keras.Model(frozen.input, head(frozen.output), name=f"clothing_{p.backbone}")
+    save_classifier(model, ModelInfo(classes, p.backbone, p.image_size), MODEL)
+    write_json("metrics/train.json", {
+        "best_epoch": best.epoch + 1,
+        "val_accuracy": best.logs["val_accuracy"],
+        "val_loss": best.logs["val_loss"],
+        "train_accuracy": best.logs["accuracy"],
+        "epochs_run": p.head.epochs + p.fine_tune.epochs,
+        "trainable_layers": len(top.layers) - 1,
+        "frozen_layers": len(frozen.layers) - 1,
+        "params": model.count_params(),
+        "wall_seconds": {k: round(v, 1) for k, v in wall.items()} | {"total": round(sum(wall.values()), 1)},
+    })  # fmt: skip
+    print(f"train: best epoch {best.epoch + 1}, val accuracy {best.logs['val_accuracy']:.4f}")
+
+
+@contextmanager
+def timed(wall: dict[str, float], name: str) -> Iterator[None]:
+    start = time.perf_counter()
+    yield
+    wall[name] = time.perf_counter() - start
+
+
+def views_of(p: TrainParams) -> range:
+    return range(p.augment.views if p.augment.enabled else 1)
+
+
+def augmented(images: np.ndarray, view: int, augment: AugmentParams) -> np.ndarray:
+    """View 0 is the photo, view 1 its mirror image, later views random zoom/shift/turn of either."""
+    images = images.astype(np.float32)
+    if view % 2 == 1:
+        images = images[:, :, ::-1]
+    if view < 2 or augment.strength == 0:
+        return images
+    s = augment.strength
+    jitter = keras.Sequential([
+        keras.layers.RandomZoom((-0.2 * s, 0.1 * s), seed=view, fill_mode="reflect"),
+        keras.layers.RandomTranslation(0.1 * s, 0.1 * s, seed=view + 1, fill_mode="reflect"),
+        keras.layers.RandomRotation(0.03 * s, seed=view + 2, fill_mode="reflect"),
+    ])  # fmt: skip
+    batches = np.array_split(images, len(images) // 64 + 1)
+    return np.concatenate([jitter(batch, training=True).numpy() for batch in batches])
+
+
+def frozen_features(frozen: keras.Model, inputs: np.ndarray, batch_size: int = 32) -> np.ndarray:
+    """Run the frozen bottom of the backbone once over ``inputs``, with a progress bar."""
+    run = tf.function(lambda x: frozen(x, training=False))
+    batches = [inputs[i : i + batch_size] for i in range(0, len(inputs), batch_size)]
+    return np.concatenate([run(tf.constant(b)).numpy() for b in tqdm(batches, desc="frozen features")])
+
+
+def classifier_head(top: keras.Model, n_classes: int, dropout: float) -> keras.Model:
+    features = keras.Input(top.input_shape[1:])
+    x = top(features)
+    x = keras.layers.GlobalAveragePooling2D()(x) if len(x.shape) == 4 else x
+    x = keras.layers.Dropout(dropout)(x)
+    outputs = keras.layers.Dense(n_classes, activation="softmax", name="classes")(x)
+    return keras.Model(features, outputs, name="head")
+
+
+def unfreeze(top: keras.Model) -> None:
+    top.trainable = True
+    for layer in top.layers:
+        # Batch norm keeps its ImageNet statistics: the batches here are too small to re-estimate them.
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.trainable = False
+
+
+def class_weights(labels: np.ndarray, n_classes: int) -> np.ndarray:
+    counts = np.bincount(labels, minlength=n_classes)
+    return len(labels) / (n_classes * np.maximum(counts, 1))
+
+
+def fit(model, data, validation, epochs, lr, schedule, label_smoothing, callbacks, initial_epoch=0) -> None:
+    if epochs == 0:
+        return
+    steps = epochs * len(data)
+    rate = keras.optimizers.schedules.CosineDecay(lr, steps) if schedule == "cosine" else lr
+    model.compile(
+        keras.optimizers.Adam(rate),
+        keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing),
+        metrics=["accuracy"],
+    )
+    model.fit(
+        data, validation_data=validation, epochs=initial_epoch + epochs, initial_epoch=initial_epoch,
+        callbacks=callbacks, verbose=2,
+    )  # fmt: skip
+
+
+class CachedViews(keras.utils.Sequence):
+    """Batches of cached features; epoch ``e`` serves augmented view ``e mod views``, reshuffled."""
+
+    def __init__(self, views, labels, n_classes, batch_size, seed, class_weights=None) -> None:
+        super().__init__()
+        self.views, self.batch_size = views, batch_size
+        self.targets = keras.utils.to_categorical(labels, n_classes)
+        self.weights = None if class_weights is None else class_weights[labels]
+        self.rng = np.random.default_rng(seed)
+        self.epoch = 0
+        self.order = self.rng.permutation(len(labels))
+
+    def __len__(self) -> int:
+        return -(-len(self.order) // self.batch_size)
+
+    def __getitem__(self, i: int) -> tuple:
+        rows = self.order[i * self.batch_size : (i + 1) * self.batch_size]
+        batch = (self.views[self.epoch % len(self.views)][rows], self.targets[rows])
+        return batch if self.weights is None else (*batch, self.weights[rows])
+
+    def on_epoch_end(self) -> None:
+        self.epoch += 1
+        self.order = self.rng.permutation(len(self.order))
+
+
+class KeepBest(keras.callbacks.Callback):
+    """Remember the weights of the epoch with the best validation accuracy (earliest on ties)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weights, self.epoch, self.logs = None, -1, {"val_accuracy": -1.0}
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if logs["val_accuracy"] > self.logs["val_accuracy"]:
+            self.weights, self.epoch, self.logs = self.model.get_weights(), epoch, dict(logs)
+
+
+if __name__ == "__main__":
+    run_stage(main)

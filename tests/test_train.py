@@ -1,0 +1,142 @@
+"""train and evaluate on the tiny dataset: tiny images, no ImageNet weights, one or two epochs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import CLASSES, error_line, run, stage, update_params
+
+from clothing.backbones import build_backbone, cut_points, split_at, split_at_fraction
+from clothing.errors import PipelineError
+from clothing.tf import keras
+
+TINY_TRAIN = {
+    "backbone": "baseline_cnn",
+    "weights": None,
+    "image_size": 32,
+    "batch_size": 8,
+    "augment": {"enabled": True, "views": 3, "strength": 1.0},
+    "head": {"epochs": 1, "lr": 0.01},
+    "fine_tune": {"epochs": 2, "lr": 0.003, "unfreeze": 0.5, "schedule": "cosine"},
+}
+EVAL_KEYS = {
+    *("accuracy", "top3_accuracy", "ece"),
+    *("macro_f1", "weighted_f1", "macro_precision", "weighted_recall"),
+}
+MOBILENET_FILE = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
+
+
+@pytest.fixture()
+def tiny(project: Path) -> Path:
+    update_params(project, {"train": TINY_TRAIN, "evaluate": {"tta_flip": True, "gallery_size": 4}})
+    run(project, "dvc", "init", "--no-scm", "-q")
+    return project
+
+
+def tiny_mobilenet() -> keras.Model:
+    return keras.applications.MobileNetV2(input_shape=(32, 32, 3), include_top=False, weights=None)
+
+
+def read_json(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def test_train_and_evaluate_run_through_dvc(tiny: Path) -> None:
+    run(tiny, "dvc", "repro", "evaluate")
+    info = read_json(tiny / "models/model.json")
+    assert info == {"classes": sorted(CLASSES), "backbone": "baseline_cnn", "image_size": 32}
+    trained = read_json(tiny / "metrics/train.json")
+    assert 1 <= trained["best_epoch"] <= 3
+    assert 0 <= trained["val_accuracy"] <= 1
+    assert set(trained["wall_seconds"]) == {"decode", "frozen_features", "head", "fine_tune", "total"}
+    curve = pd.read_csv(tiny / "metrics/train/plots/metrics/eval/accuracy.tsv", sep="\t")
+    assert list(curve["step"]) == [0, 1, 2]
+
+    evaluated = read_json(tiny / "metrics/eval.json")
+    assert evaluated["test_images"] == 3
+    assert set(evaluated) >= EVAL_KEYS and set(evaluated["tta_flip"]) >= EVAL_KEYS
+    assert all(0 <= evaluated[key] <= 1 for key in EVAL_KEYS)
+    assert evaluated["top3_accuracy"] == 1.0  # three classes: the truth is always in the top 3
+    table = pd.read_csv(tiny / "metrics/eval/per_class.csv")
+    assert list(table["class"]) == sorted(CLASSES) and table["support"].sum() == 3
+    predictions = pd.read_csv(tiny / "metrics/eval/predictions.csv")
+    assert len(predictions) == 3 and set(predictions["predicted"]) <= set(CLASSES)
+    for png in ("confusion_normalized", "reliability", "confident_mistakes"):
+        assert (tiny / f"metrics/eval/{png}.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_rerun_gives_identical_metrics(tiny: Path) -> None:
+    def metrics() -> tuple[dict, dict]:
+        trained = read_json(tiny / "metrics/train.json")
+        trained.pop("wall_seconds")
+        return trained, read_json(tiny / "metrics/eval.json")
+
+    run(tiny, "dvc", "repro", "evaluate")
+    first = metrics()
+    run(tiny, "dvc", "repro", "--force", "--single-item", "train")
+    run(tiny, "dvc", "repro", "--force", "--single-item", "evaluate")
+    assert metrics() == first
+
+
+def test_transfer_from_a_weights_file_fine_tunes_the_top(tiny: Path, tmp_path: Path) -> None:
+    weights = tmp_path / "mobilenet.h5"
+    tiny_mobilenet().save_weights(weights)
+    update_params(tiny, {"train": {"backbone": "mobilenet_v2", "weights": str(weights)}})
+    run(tiny, "dvc", "repro", "evaluate")
+    trained = read_json(tiny / "metrics/train.json")
+    assert trained["frozen_layers"] > 0 and trained["trainable_layers"] > 0
+    assert read_json(tiny / "models/model.json")["backbone"] == "mobilenet_v2"
+
+
+def test_unknown_backbone_is_one_clear_error(tiny: Path) -> None:
+    run(tiny, "dvc", "repro", "split")
+    update_params(tiny, {"train": {"backbone": "vgg99"}})
+    line = error_line(stage(tiny, "train", check=False))
+    assert line.startswith("error: params.yaml: train.backbone: Input should be 'mobilenet_v2'")
+
+
+def test_missing_weights_file_is_one_clear_error(tiny: Path) -> None:
+    run(tiny, "dvc", "repro", "split")
+    update_params(tiny, {"train": {"backbone": "mobilenet_v2", "weights": "nowhere/weights.h5"}})
+    line = error_line(stage(tiny, "train", check=False))
+    assert line == "error: train.weights: no such file: nowhere/weights.h5"
+    assert not (tiny / "models").exists()
+
+
+def test_imagenet_weights_missing_offline_names_the_file(tmp_path: Path) -> None:
+    with pytest.raises(PipelineError) as caught:
+        build_backbone("efficientnet_b0", 32, "imagenet", [str(tmp_path / "mirror")])
+    message = str(caught.value)
+    assert "ImageNet weights for efficientnet_b0 not found" in message
+    assert str(tmp_path / "mirror/keras/models/efficientnetb0_notop.h5") in message
+
+
+def test_imagenet_weights_come_from_a_mirror(tmp_path: Path) -> None:
+    mirror = tmp_path / "mirror"
+    (mirror / "keras/models").mkdir(parents=True)
+    original = tiny_mobilenet()
+    original.save_weights(mirror / "keras/models" / MOBILENET_FILE)
+    loaded = build_backbone("mobilenet_v2", 32, "imagenet", [str(tmp_path / "empty"), str(mirror)])
+    for mine, theirs in zip(loaded.get_weights(), original.get_weights(), strict=True):
+        np.testing.assert_array_equal(mine, theirs)
+
+
+def test_baseline_has_no_imagenet_weights() -> None:
+    with pytest.raises(PipelineError, match="baseline_cnn has no ImageNet weights"):
+        build_backbone("baseline_cnn", 32, "imagenet", [])
+
+
+def test_split_backbone_computes_the_same_function() -> None:
+    model = tiny_mobilenet()
+    images = np.random.default_rng(0).uniform(-1, 1, (2, 32, 32, 3)).astype(np.float32)
+    for cut in ("block_12_add", "block_13_expand", "out_relu"):
+        frozen, top = split_at(model, cut)
+        np.testing.assert_allclose(top(frozen(images)), model(images), atol=1e-5)
+    # Inside a residual block the network cannot be cut: the skip connection crosses.
+    assert "block_12_project_BN" not in cut_points(model)
+    frozen, top = split_at_fraction(model, 0.2)
+    assert 0.1 < (len(top.layers) - 1) / len(model.layers) < 0.3
