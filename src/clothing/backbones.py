@@ -29,14 +29,16 @@ class Backbone:
 def baseline_cnn(
     input_shape: tuple[int, int, int], include_top: bool = False, weights: None = None
 ) -> keras.Model:
-    """A small CNN trained from scratch: the honest floor the transfer-learned models must beat."""
+    """A small CNN trained from scratch: the honest floor the transfer-learned models must beat.
+
+    Five stride-2 conv blocks (16 to 256 filters), about 63 MMACs at 224 x 224.
+    """
     inputs = keras.Input(input_shape)
     x = inputs
-    for filters in (32, 64, 128, 256):
-        x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
+    for filters in (16, 32, 64, 128, 256):
+        x = keras.layers.Conv2D(filters, 3, strides=2, padding="same", use_bias=False)(x)
         x = keras.layers.BatchNormalization()(x)
         x = keras.layers.ReLU()(x)
-        x = keras.layers.MaxPooling2D()(x)
     return keras.Model(inputs, x, name="baseline_cnn")
 
 
