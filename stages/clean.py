@@ -87,9 +87,7 @@ def clean(rows: pd.DataFrame, images: Path, params: CleanParams) -> tuple[pd.Dat
     drop(~paths.map(Path.is_file), "missing_image")
     to_check = paths[reason == ""]
     unreadable = [is_unreadable(p) for p in tqdm(to_check, desc="check images", unit="img")]
-    drop(
-        pd.Series(unreadable, index=to_check.index).reindex(rows.index, fill_value=False), "unreadable_image"
-    )
+    drop(pd.Series(unreadable, index=to_check.index).reindex(rows.index, fill_value=False), "unreadable_image")
     drop(rows["label"] == "", "missing_label")
     if params.keep_labels is not None:
         drop(~rows["label"].isin(params.keep_labels), "excluded_label")

@@ -63,9 +63,7 @@ def one_group_fold(frame: pd.DataFrame, fraction: float, seed: int) -> tuple[pd.
 def summary(parts: dict[str, pd.DataFrame]) -> dict:
     senders = {name: set(part["sender_id"]) for name, part in parts.items()}
     shared = (
-        (senders["train"] & senders["val"])
-        | (senders["train"] & senders["test"])
-        | (senders["val"] & senders["test"])
+        (senders["train"] & senders["val"]) | (senders["train"] & senders["test"]) | (senders["val"] & senders["test"])
     )
     return {
         name: {

@@ -18,7 +18,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from dvclive import Live
-from dvclive.keras import DVCLiveCallback
 from tqdm import tqdm
 
 from clothing.backbones import BACKBONES, build_backbone, split_at_fraction
@@ -59,9 +58,7 @@ def main() -> None:
         train_images = load_images(train["path"], p.image_size, desc="decode train")
         val_images = load_images(val["path"], p.image_size, desc="decode val")
     with timed(wall, "frozen_features"):
-        views = [
-            frozen_features(frozen, preprocess(augmented(train_images, v, p.augment))) for v in views_of(p)
-        ]
+        views = [frozen_features(frozen, preprocess(augmented(train_images, v, p.augment))) for v in views_of(p)]
         val_features = frozen_features(frozen, preprocess(val_images.astype(np.float32)))
 
     head = classifier_head(top, len(classes), p.dropout)
@@ -70,7 +67,7 @@ def main() -> None:
     validation = (val_features, keras.utils.to_categorical(y_val, len(classes)))
     best = KeepBest()
     with Live(str(CURVES), dvcyaml=None, save_dvc_exp=False) as live:
-        callbacks = [best, DVCLiveCallback(live=live)]
+        callbacks = [best, live_callback(live)]
         with timed(wall, "head"):
             top.trainable = False
             fit(head, data, validation, p.head.epochs, p.head.lr, "constant", p.label_smoothing, callbacks)
@@ -141,6 +138,14 @@ def classifier_head(top: keras.Model, n_classes: int, dropout: float) -> keras.M
     x = keras.layers.Dropout(dropout)(x)
     outputs = keras.layers.Dense(n_classes, activation="softmax", name="classes")(x)
     return keras.Model(features, outputs, name="head")
+
+
+def live_callback(live: Live) -> keras.callbacks.Callback:
+    # Imported late: dvclive.keras subclasses tf.keras.callbacks.Callback, which is only
+    # tf_keras once clothing.tf has set TF_USE_LEGACY_KERAS.
+    from dvclive.keras import DVCLiveCallback
+
+    return DVCLiveCallback(live=live)
 
 
 def unfreeze(top: keras.Model) -> None:

@@ -39,6 +39,17 @@ EXPECTED_DROPPED = {
     "no_label_row": 1,
 }
 
+# Train and evaluate in seconds: tiny photos, a small CNN from scratch, a few epochs.
+TINY_TRAIN = {
+    "backbone": "baseline_cnn",
+    "weights": None,
+    "image_size": 32,
+    "batch_size": 8,
+    "augment": {"enabled": True, "views": 3, "strength": 1.0},
+    "head": {"epochs": 1, "lr": 0.01},
+    "fine_tune": {"epochs": 2, "lr": 0.003, "unfreeze": 0.5, "schedule": "cosine"},
+}
+
 
 @dataclass(frozen=True)
 class Archive:
@@ -101,11 +112,13 @@ def archive(tmp_path_factory: pytest.TempPathFactory) -> Archive:
 
 @pytest.fixture()
 def project(tmp_path: Path, archive: Archive) -> Path:
+    return make_project(tmp_path, archive)
+
+
+def make_project(tmp_path: Path, archive: Archive) -> Path:
     """A copy of the repo's pipeline whose params point at the tiny archive's mirror."""
     for name in ("stages", "src"):
-        shutil.copytree(
-            REPO / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info")
-        )
+        shutil.copytree(REPO / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     for name in ("dvc.yaml", ".dvcignore"):
         shutil.copy(REPO / name, tmp_path / name)
     update_params(
@@ -123,6 +136,16 @@ def project(tmp_path: Path, archive: Archive) -> Path:
         base=REPO / "params.yaml",
     )
     return tmp_path
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory: pytest.TempPathFactory, archive: Archive) -> Path:
+    """A tiny project run through evaluate once, for tests that only read its outputs."""
+    project = make_project(tmp_path_factory.mktemp("trained"), archive)
+    update_params(project, {"train": TINY_TRAIN})
+    run(project, "dvc", "init", "--no-scm", "-q")
+    run(project, "dvc", "repro", "evaluate")
+    return project
 
 
 def update_params(project: Path, changes: dict, base: Path | None = None) -> None:

@@ -70,9 +70,7 @@ def server(archive: Archive, tmp_path: Path) -> Iterator[Server]:
 
 
 def use_url(project: Path, url: str, retries: int = 0) -> None:
-    update_params(
-        project, {"mirrors": [str(project / "no-mirror-here")], "fetch": {"url": url, "retries": retries}}
-    )
+    update_params(project, {"mirrors": [str(project / "no-mirror-here")], "fetch": {"url": url, "retries": retries}})
 
 
 def leftovers(project: Path) -> list[str]:
@@ -137,9 +135,7 @@ def test_fetch_uses_mirror_before_url(project: Path, server: Server) -> None:
 
 def test_fetch_interrupted_leaves_nothing_behind(project: Path, server: Server) -> None:
     use_url(project, f"{server.url}/slow.zip")
-    process = subprocess.Popen(
-        [sys.executable, "stages/fetch.py"], cwd=project, stderr=subprocess.PIPE, text=True
-    )
+    process = subprocess.Popen([sys.executable, "stages/fetch.py"], cwd=project, stderr=subprocess.PIPE, text=True)
     while not server.hits.get("/slow.zip"):
         time.sleep(0.05)
     time.sleep(0.5)

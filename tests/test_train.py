@@ -8,21 +8,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import CLASSES, error_line, run, stage, update_params
+from conftest import CLASSES, TINY_TRAIN, error_line, run, stage, update_params
 
 from clothing.backbones import build_backbone, cut_points, split_at, split_at_fraction
 from clothing.errors import PipelineError
 from clothing.tf import keras
 
-TINY_TRAIN = {
-    "backbone": "baseline_cnn",
-    "weights": None,
-    "image_size": 32,
-    "batch_size": 8,
-    "augment": {"enabled": True, "views": 3, "strength": 1.0},
-    "head": {"epochs": 1, "lr": 0.01},
-    "fine_tune": {"epochs": 2, "lr": 0.003, "unfreeze": 0.5, "schedule": "cosine"},
-}
 EVAL_KEYS = {
     *("accuracy", "top3_accuracy", "ece"),
     *("macro_f1", "weighted_f1", "macro_precision", "weighted_recall"),

@@ -26,9 +26,7 @@ class Backbone:
     weights_file: str | None  # ImageNet weights as Keras names them in its cache
 
 
-def baseline_cnn(
-    input_shape: tuple[int, int, int], include_top: bool = False, weights: None = None
-) -> keras.Model:
+def baseline_cnn(input_shape: tuple[int, int, int], include_top: bool = False, weights: None = None) -> keras.Model:
     """A small CNN trained from scratch: the honest floor the transfer-learned models must beat.
 
     Five stride-2 conv blocks (16 to 256 filters), about 63 MMACs at 224 x 224.
@@ -53,9 +51,7 @@ BACKBONES: dict[str, Backbone] = {
         apps.mobilenet_v2.preprocess_input,
         "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5",
     ),
-    "efficientnet_b0": Backbone(
-        apps.EfficientNetB0, apps.efficientnet.preprocess_input, "efficientnetb0_notop.h5"
-    ),
+    "efficientnet_b0": Backbone(apps.EfficientNetB0, apps.efficientnet.preprocess_input, "efficientnetb0_notop.h5"),
     "resnet50": Backbone(
         apps.ResNet50, apps.resnet50.preprocess_input, "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
     ),
@@ -115,8 +111,7 @@ def cut_points(model: keras.Model) -> list[str]:
     position = {name: i for i, name in enumerate(order)}
     # The furthest-back layer each layer reads from; a cut after i is clean if nothing after i reads before i.
     reads_from = [
-        min((position[source] for source in _sources(layer)), default=i)
-        for i, layer in enumerate(config["layers"])
+        min((position[source] for source in _sources(layer)), default=i) for i, layer in enumerate(config["layers"])
     ]
     cuts = []
     earliest_read_after = len(order)

@@ -1,12 +1,16 @@
-"""A trained classifier on disk: ``model.keras`` plus ``model.json`` (classes, backbone, size).
+"""A trained classifier on disk, Keras or TFLite, and the one way photos are fed to it.
 
-``evaluate``, ``quantize`` and ``predict`` all go through :func:`load_classifier`, so a
-photo is resized and preprocessed the same way everywhere.
+A model file (``models/model.keras`` or a ``.tflite`` variant) sits beside a JSON file of
+the same stem with its classes, backbone and input size. ``evaluate``, ``quantize`` and
+``predict`` all load it through :func:`load_classifier`, so a photo is decoded, resized
+and preprocessed the same way everywhere.
 """
 
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -15,6 +19,7 @@ import numpy as np
 from clothing.backbones import BACKBONES
 from clothing.errors import PipelineError
 from clothing.files import atomic_file, write_json
+from clothing.images import load_images
 from clothing.tf import keras
 
 
@@ -27,18 +32,19 @@ class ModelInfo:
 
 @dataclass
 class Classifier:
-    model: keras.Model
     info: ModelInfo
-
-    def preprocess(self, images: np.ndarray) -> np.ndarray:
-        """uint8 RGB images of the model's size -> the backbone's input."""
-        return BACKBONES[self.info.backbone].preprocess(images.astype(np.float32))
+    forward: Callable[[np.ndarray], np.ndarray]  # a preprocessed float32 batch -> probabilities
+    keras_model: keras.Model | None = None  # None for TFLite
 
     def predict(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
         """Class probabilities, one row per uint8 RGB image of the model's size."""
-        if len(images) == 0:
-            return np.zeros((0, len(self.info.classes)), np.float32)
-        return self.model.predict(self.preprocess(images), batch_size=batch_size, verbose=0)
+        preprocess = BACKBONES[self.info.backbone].preprocess
+        batches = [images[i : i + batch_size] for i in range(0, len(images), batch_size)]
+        outputs = [self.forward(preprocess(batch.astype(np.float32))) for batch in batches]
+        return np.concatenate(outputs) if outputs else np.zeros((0, len(self.info.classes)), np.float32)
+
+    def predict_files(self, paths: Sequence[str | Path]) -> np.ndarray:
+        return self.predict(load_images(paths, self.info.image_size))
 
 
 def info_path(model_path: str | Path) -> Path:
@@ -52,7 +58,8 @@ def save_classifier(model: keras.Model, info: ModelInfo, path: str | Path) -> No
     write_json(info_path(path), asdict(info))
 
 
-def load_classifier(path: str | Path) -> Classifier:
+def load_classifier(path: str | Path, threads: int | None = None) -> Classifier:
+    """Load ``.keras`` or ``.tflite`` (with ``threads`` interpreter threads, default all cores)."""
     path = Path(path)
     if not path.is_file():
         raise PipelineError(f"{path}: no such model file")
@@ -61,7 +68,43 @@ def load_classifier(path: str | Path) -> Classifier:
     except (OSError, ValueError, TypeError) as error:
         raise PipelineError(f"{info_path(path)}: cannot read model info ({error})") from None
     try:
+        if path.suffix == ".tflite":
+            return Classifier(info, tflite_forward(path, threads))
         model = keras.models.load_model(path, compile=False)
-    except Exception as error:  # Keras raises many kinds for a corrupt or foreign file.
+    except Exception as error:  # Keras and LiteRT raise many kinds for a corrupt or foreign file.
         raise PipelineError(f"{path}: cannot load model ({' '.join(str(error).split())[:200]})") from None
-    return Classifier(model, info)
+    return Classifier(info, lambda batch: model.predict_on_batch(batch), model)
+
+
+def tflite_forward(path: Path, threads: int | None = None) -> Callable[[np.ndarray], np.ndarray]:
+    """One image per invoke on the LiteRT interpreter (XNNPACK); int8 in/out quantized here."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(path), num_threads=threads or os.cpu_count())
+    interpreter.allocate_tensors()
+    (source,), (sink,) = interpreter.get_input_details(), interpreter.get_output_details()
+
+    def forward(batch: np.ndarray) -> np.ndarray:
+        results = []
+        for image in batch:
+            interpreter.set_tensor(source["index"], _quantize(image[None], source))
+            interpreter.invoke()
+            results.append(_dequantize(interpreter.get_tensor(sink["index"]), sink)[0])
+        return np.stack(results)
+
+    return forward
+
+
+def _quantize(values: np.ndarray, detail: dict) -> np.ndarray:
+    scale, zero_point = detail["quantization"]
+    if detail["dtype"] == np.float32 or scale == 0:
+        return values.astype(detail["dtype"])
+    info = np.iinfo(detail["dtype"])
+    return np.clip(np.round(values / scale + zero_point), info.min, info.max).astype(detail["dtype"])
+
+
+def _dequantize(values: np.ndarray, detail: dict) -> np.ndarray:
+    scale, zero_point = detail["quantization"]
+    if detail["dtype"] == np.float32 or scale == 0:
+        return values.astype(np.float32)
+    return (values.astype(np.float32) - zero_point) * scale

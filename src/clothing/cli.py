@@ -1,0 +1,146 @@
+"""``clothing-classify predict PATH...``: what is in these photos?
+
+Each bad file gets one line on stderr naming it and the reason; the good files in the
+same call are still classified; the exit code is 1 if any file failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import glob
+import io
+import json
+import sys
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from tqdm import tqdm
+
+from clothing.errors import PipelineError
+
+if TYPE_CHECKING:
+    from clothing.classifier import Classifier
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+BATCH = 32
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return predict(args)
+    except PipelineError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="clothing-classify", description=__doc__.splitlines()[0])
+    commands = root.add_subparsers(dest="command", required=True)
+    predict = commands.add_parser("predict", help="classify photos: files, directories or glob patterns")
+    predict.add_argument("paths", nargs="+", metavar="PATH")
+    predict.add_argument("--model", default="models/model.keras", help=".keras or .tflite (default: %(default)s)")
+    predict.add_argument("--top-k", type=int, default=3, help="classes shown per photo (default: %(default)s)")
+    predict.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    predict.add_argument("--output", type=Path, help="write here instead of standard output")
+    return root
+
+
+def predict(args: argparse.Namespace) -> int:
+    from clothing.classifier import load_classifier  # TensorFlow loads only once the arguments are good
+    from clothing.files import atomic_file
+
+    if args.top_k < 1:
+        raise PipelineError("--top-k must be at least 1")
+    files, failures = expand(args.paths)
+    classifier = load_classifier(args.model)
+    rows, bad = classify(classifier, files)
+    failures += bad
+    for path, reason in failures:
+        print(f"error: {path}: {reason}", file=sys.stderr)
+    text = render(rows, classifier.info.classes, min(args.top_k, len(classifier.info.classes)), args.format)
+    if args.output:
+        with atomic_file(args.output) as tmp:
+            tmp.write_text(text)
+    else:
+        sys.stdout.write(text)
+    return 1 if failures else 0
+
+
+def expand(patterns: Iterable[str]) -> tuple[list[Path], list[tuple[str, str]]]:
+    """Files named, images found in directories (recursively), glob matches; and what was not found."""
+    files: list[Path] = []
+    failures: list[tuple[str, str]] = []
+    for pattern in patterns:
+        path = Path(pattern)
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+            files += found
+            if not found:
+                failures.append((pattern, "directory has no images"))
+        elif path.exists():
+            files.append(path)
+        elif glob.has_magic(pattern):
+            matches = sorted(Path(p) for p in glob.glob(pattern, recursive=True) if Path(p).is_file())
+            files += matches
+            if not matches:
+                failures.append((pattern, "pattern matches no files"))
+        else:
+            failures.append((pattern, "no such file or directory"))
+    return list(dict.fromkeys(files)), failures
+
+
+def classify(classifier: Classifier, files: list[Path]) -> tuple[list[tuple[Path, np.ndarray]], list[tuple[str, str]]]:
+    """Decode in parallel and predict in batches; files that do not decode are reported, not fatal."""
+    from clothing.images import ImageError, load_image
+
+    def decode(path: Path) -> np.ndarray | str:
+        try:
+            return load_image(path, classifier.info.image_size)
+        except ImageError as error:
+            return str(error)
+
+    rows, failures = [], []
+    with ThreadPoolExecutor() as pool, tqdm(total=len(files), unit="img", disable=len(files) <= 1) as bar:
+        for start in range(0, len(files), BATCH):
+            batch = files[start : start + BATCH]
+            decoded = list(pool.map(decode, batch))
+            good = [(path, image) for path, image in zip(batch, decoded, strict=True) if not isinstance(image, str)]
+            failures += [
+                (str(path), image) for path, image in zip(batch, decoded, strict=True) if isinstance(image, str)
+            ]
+            if good:
+                probabilities = classifier.predict(np.stack([image for _, image in good]))
+                rows += [(path, p) for (path, _), p in zip(good, probabilities, strict=True)]
+            bar.update(len(batch))
+    return rows, failures
+
+
+def render(rows: list[tuple[Path, np.ndarray]], classes: list[str], top_k: int, fmt: str) -> str:
+    ranked = [(str(path), [(classes[i], float(p[i])) for i in np.argsort(-p)[:top_k]]) for path, p in rows]
+    if fmt == "json":
+        records = [
+            {"file": f, "predictions": [{"class": c, "probability": round(p, 4)} for c, p in top]} for f, top in ranked
+        ]
+        return json.dumps(records, indent=2) + "\n"
+    if fmt == "csv":
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(["file", "rank", "class", "probability"])
+        for f, top in ranked:
+            writer.writerows([f, rank, c, f"{p:.4f}"] for rank, (c, p) in enumerate(top, start=1))
+        return out.getvalue()
+    width = max((len(f) for f, _ in ranked), default=4)
+    lines = [f"{f:<{width}}  " + "  ".join(f"{c} {p:.1%}" for c, p in top) for f, top in ranked]
+    return "".join(line + "\n" for line in lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

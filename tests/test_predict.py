@@ -1,0 +1,148 @@
+"""clothing-classify predict: good photos, every kind of bad input, and agreement with evaluate."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import photo
+from PIL import Image
+
+from clothing.classifier import load_classifier
+from clothing.cli import main
+from clothing.errors import PipelineError
+from clothing.images import load_image
+
+
+def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "clothing.cli", *args]
+    return subprocess.run(command, cwd=cwd, capture_output=True, text=True)
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One folder of good photos in awkward formats and one of bad files."""
+    root = tmp_path_factory.mktemp("photos")
+    good, bad = root / "good", root / "bad"
+    good.mkdir()
+    bad.mkdir()
+    photo(good / "red.jpg", (200, 40, 40), 1)
+    Image.new("RGBA", (50, 40), (40, 160, 40, 128)).save(good / "alpha.png")
+    Image.new("L", (40, 40), 90).save(good / "gray.jpg")
+    Image.new("CMYK", (40, 40), (0, 200, 200, 0)).save(good / "cmyk.jpg")
+    Image.new("RGB", (10000, 10000), (40, 40, 200)).save(good / "huge.jpg", quality=50)
+    (bad / "empty.jpg").write_bytes(b"")
+    (bad / "notes.jpg").write_text("this is not a photo\n")
+    data = (good / "red.jpg").read_bytes()
+    (bad / "truncated.jpg").write_bytes(data[: len(data) // 2])
+    return root
+
+
+def rows(text: str) -> dict[str, str]:
+    """file -> top-1 class, from --format csv."""
+    return {r["file"]: r["class"] for r in csv.DictReader(io.StringIO(text)) if r["rank"] == "1"}
+
+
+def test_good_photos_in_awkward_formats_are_classified(trained: Path, photos: Path) -> None:
+    result = cli("predict", str(photos / "good"), "--format", "csv", cwd=trained)
+    assert result.returncode == 0, result.stderr
+    assert sorted(Path(f).name for f in rows(result.stdout)) == [
+        "alpha.png",
+        "cmyk.jpg",
+        "gray.jpg",
+        "huge.jpg",
+        "red.jpg",
+    ]
+    assert len(result.stdout.strip().splitlines()) == 1 + 5 * 3  # header, top 3 per photo
+
+
+def test_each_bad_file_gets_one_line_and_the_good_ones_still_run(trained: Path, photos: Path) -> None:
+    result = cli("predict", str(photos / "good/red.jpg"), str(photos / "bad"), "nowhere.jpg", cwd=trained)
+    assert result.returncode == 1
+    errors = sorted(error_lines(result))
+    assert len(errors) == 4
+    assert errors[0] == f"error: {photos}/bad/empty.jpg: empty file"
+    assert errors[1] == f"error: {photos}/bad/notes.jpg: not an image file"
+    assert errors[2].startswith(f"error: {photos}/bad/truncated.jpg: cannot decode (image file is truncated")
+    assert errors[3] == "error: nowhere.jpg: no such file or directory"
+    assert "red.jpg" in rows_of_table(result.stdout) and "Traceback" not in result.stderr
+
+
+def error_lines(result: subprocess.CompletedProcess) -> list[str]:
+    """What stderr says besides the progress bar."""
+    return [line for line in result.stderr.replace("\r", "\n").splitlines() if line.startswith("error:")]
+
+
+def rows_of_table(text: str) -> list[str]:
+    return [Path(line.split()[0]).name for line in text.strip().splitlines()]
+
+
+def test_empty_directory_and_unmatched_glob(trained: Path, tmp_path: Path) -> None:
+    result = cli("predict", str(tmp_path), str(tmp_path / "*.jpg"), cwd=trained)
+    assert result.returncode == 1
+    assert error_lines(result) == [
+        f"error: {tmp_path}: directory has no images",
+        f"error: {tmp_path}/*.jpg: pattern matches no files",
+    ]
+
+
+def test_glob_json_top_k_and_output_file(trained: Path, photos: Path, tmp_path: Path) -> None:
+    out = tmp_path / "predictions.json"
+    pattern = str(photos / "good" / "*.jpg")
+    result = cli("predict", pattern, "--top-k", "2", "--format", "json", "--output", str(out), cwd=trained)
+    assert result.returncode == 0 and result.stdout == ""
+    records = json.loads(out.read_text())
+    assert len(records) == 4
+    for record in records:
+        probabilities = [p["probability"] for p in record["predictions"]]
+        assert len(probabilities) == 2 and probabilities == sorted(probabilities, reverse=True)
+
+
+def test_missing_or_broken_model_is_one_clear_error(trained: Path, tmp_path: Path) -> None:
+    result = cli("predict", "data/raw/images", "--model", "models/nope.keras", cwd=trained)
+    assert result.returncode == 1 and result.stderr == "error: models/nope.keras: no such model file\n"
+    broken = tmp_path / "model.keras"
+    broken.write_bytes(b"not a model")
+    (tmp_path / "model.json").write_text((trained / "models/model.json").read_text())
+    with pytest.raises(PipelineError, match="cannot load model"):
+        load_classifier(broken)
+
+
+def test_exif_rotation_is_applied(tmp_path: Path) -> None:
+    upright = np.zeros((40, 20, 3), np.uint8)
+    upright[:10] = 255  # white band at the top of a tall photo
+    stored = Image.fromarray(np.rot90(upright, k=1))  # stored sideways...
+    exif = stored.getexif()
+    exif[0x0112] = 6  # ...with EXIF saying "rotate 90 degrees clockwise to view"
+    stored.save(tmp_path / "sideways.jpg", exif=exif, quality=100)
+    Image.fromarray(upright).save(tmp_path / "upright.jpg", quality=100)
+    a, b = load_image(tmp_path / "sideways.jpg", 16), load_image(tmp_path / "upright.jpg", 16)
+    assert np.abs(a.astype(int) - b.astype(int)).mean() < 8
+
+
+def test_cli_agrees_with_evaluate_for_every_test_file(trained: Path) -> None:
+    evaluated = list(csv.DictReader(io.StringIO((trained / "metrics/eval/predictions.csv").read_text())))
+    files = [f"data/raw/images/{r['image']}.jpg" for r in evaluated]
+    result = cli("predict", *files, "--format", "csv", cwd=trained)
+    assert result.returncode == 0, result.stderr
+    assert rows(result.stdout) == {f: r["predicted"] for f, r in zip(files, evaluated, strict=True)}
+
+
+def test_python_api_matches_the_cli(trained: Path) -> None:
+    classifier = load_classifier(trained / "models/model.keras")
+    files = sorted((trained / "data/raw/images").glob("pants-0*.jpg"))
+    probabilities = classifier.predict_files(files)
+    assert probabilities.shape == (len(files), 3)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1, rtol=1e-5)
+
+
+def test_usage_errors_exit_2() -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["predict"])
+    assert exited.value.code == 2
