@@ -20,12 +20,13 @@ import pandas as pd
 from dvclive import Live
 from tqdm import tqdm
 
-from clothing.backbones import BACKBONES, build_backbone, split_at_fraction
+from clothing.backbones import build_backbone, split_at_fraction
 from clothing.classifier import ModelInfo, save_classifier
 from clothing.errors import PipelineError, run_stage
 from clothing.files import write_json
 from clothing.images import load_images
 from clothing.params import AugmentParams, TrainParams, load_params
+from clothing.preprocess import PREPROCESS
 from clothing.tf import keras, tf
 
 SPLIT = Path("data/split")
@@ -52,7 +53,7 @@ def main() -> None:
     backbone = build_backbone(p.backbone, p.image_size, p.weights, params.mirrors)
     # Random weights are not worth protecting: train the whole network.
     frozen, top = split_at_fraction(backbone, 1.0 if p.weights is None else p.fine_tune.unfreeze)
-    preprocess = BACKBONES[p.backbone].preprocess
+    preprocess = PREPROCESS[p.backbone]
 
     with timed(wall, "decode"):
         train_images = load_images(train["path"], p.image_size, desc="decode train")

@@ -18,6 +18,6 @@ def test_dvc_repro_runs_end_to_end_and_then_reruns_nothing(project: Path) -> Non
 
     again = run(project, "dvc", "repro", "split")
     assert "Running stage" not in again.stdout
-    assert run(project, "dvc", "status", "--quiet", check=False).returncode == 0
+    assert run(project, "dvc", "status", "--quiet", "split", check=False).returncode == 0
     shown = json.loads(run(project, "dvc", "metrics", "show", "--json").stdout)
     assert shown[""]["data"]["metrics/data.json"]["data"]["kept"] == 30

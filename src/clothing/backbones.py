@@ -11,8 +11,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from clothing.errors import PipelineError
 from clothing.tf import keras
 
@@ -22,7 +20,6 @@ KERAS_CACHE = Path.home() / ".keras" / "models"
 @dataclass(frozen=True)
 class Backbone:
     build: Callable[..., keras.Model]  # keras.applications-style: input_shape, include_top, weights
-    preprocess: Callable[[np.ndarray], np.ndarray]  # RGB floats in 0..255 -> the backbone's input
     weights_file: str | None  # ImageNet weights as Keras names them in its cache
 
 
@@ -40,23 +37,14 @@ def baseline_cnn(input_shape: tuple[int, int, int], include_top: bool = False, w
     return keras.Model(inputs, x, name="baseline_cnn")
 
 
-def _scale_to_unit(images: np.ndarray) -> np.ndarray:
-    return images / 255.0
-
-
+# Each backbone's preprocess_input is in clothing.preprocess (NumPy, shared with TFLite).
 apps = keras.applications
 BACKBONES: dict[str, Backbone] = {
-    "mobilenet_v2": Backbone(
-        apps.MobileNetV2,
-        apps.mobilenet_v2.preprocess_input,
-        "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5",
-    ),
-    "efficientnet_b0": Backbone(apps.EfficientNetB0, apps.efficientnet.preprocess_input, "efficientnetb0_notop.h5"),
-    "resnet50": Backbone(
-        apps.ResNet50, apps.resnet50.preprocess_input, "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
-    ),
-    "convnext_tiny": Backbone(apps.ConvNeXtTiny, apps.convnext.preprocess_input, "convnext_tiny_notop.h5"),
-    "baseline_cnn": Backbone(baseline_cnn, _scale_to_unit, None),
+    "mobilenet_v2": Backbone(apps.MobileNetV2, "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"),
+    "efficientnet_b0": Backbone(apps.EfficientNetB0, "efficientnetb0_notop.h5"),
+    "resnet50": Backbone(apps.ResNet50, "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"),
+    "convnext_tiny": Backbone(apps.ConvNeXtTiny, "convnext_tiny_notop.h5"),
+    "baseline_cnn": Backbone(baseline_cnn, None),
 }
 
 

@@ -13,14 +13,17 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from clothing.backbones import BACKBONES
 from clothing.errors import PipelineError
 from clothing.files import atomic_file, write_json
 from clothing.images import load_images
-from clothing.tf import keras
+from clothing.preprocess import PREPROCESS
+
+if TYPE_CHECKING:
+    from clothing.tf import keras
 
 
 @dataclass(frozen=True)
@@ -38,7 +41,7 @@ class Classifier:
 
     def predict(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
         """Class probabilities, one row per uint8 RGB image of the model's size."""
-        preprocess = BACKBONES[self.info.backbone].preprocess
+        preprocess = PREPROCESS[self.info.backbone]
         batches = [images[i : i + batch_size] for i in range(0, len(images), batch_size)]
         outputs = [self.forward(preprocess(batch.astype(np.float32))) for batch in batches]
         return np.concatenate(outputs) if outputs else np.zeros((0, len(self.info.classes)), np.float32)
@@ -70,6 +73,8 @@ def load_classifier(path: str | Path, threads: int | None = None) -> Classifier:
     try:
         if path.suffix == ".tflite":
             return Classifier(info, tflite_forward(path, threads))
+        from clothing.tf import keras  # only here: TensorFlow takes seconds to import
+
         model = keras.models.load_model(path, compile=False)
     except Exception as error:  # Keras and LiteRT raise many kinds for a corrupt or foreign file.
         raise PipelineError(f"{path}: cannot load model ({' '.join(str(error).split())[:200]})") from None
@@ -77,7 +82,7 @@ def load_classifier(path: str | Path, threads: int | None = None) -> Classifier:
 
 
 def tflite_forward(path: Path, threads: int | None = None) -> Callable[[np.ndarray], np.ndarray]:
-    """One image per invoke on the LiteRT interpreter (XNNPACK); int8 in/out quantized here."""
+    """The LiteRT interpreter (XNNPACK) on whole batches; int8 inputs and outputs quantized here."""
     from ai_edge_litert.interpreter import Interpreter
 
     interpreter = Interpreter(model_path=str(path), num_threads=threads or os.cpu_count())
@@ -85,12 +90,12 @@ def tflite_forward(path: Path, threads: int | None = None) -> Callable[[np.ndarr
     (source,), (sink,) = interpreter.get_input_details(), interpreter.get_output_details()
 
     def forward(batch: np.ndarray) -> np.ndarray:
-        results = []
-        for image in batch:
-            interpreter.set_tensor(source["index"], _quantize(image[None], source))
-            interpreter.invoke()
-            results.append(_dequantize(interpreter.get_tensor(sink["index"]), sink)[0])
-        return np.stack(results)
+        if interpreter.get_input_details()[0]["shape"][0] != len(batch):
+            interpreter.resize_tensor_input(source["index"], [len(batch), *batch.shape[1:]])
+            interpreter.allocate_tensors()
+        interpreter.set_tensor(source["index"], _quantize(batch, source))
+        interpreter.invoke()
+        return _dequantize(interpreter.get_tensor(sink["index"]), sink)
 
     return forward
 

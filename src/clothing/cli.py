@@ -50,6 +50,7 @@ def parser() -> argparse.ArgumentParser:
     predict.add_argument("--top-k", type=int, default=3, help="classes shown per photo (default: %(default)s)")
     predict.add_argument("--format", choices=("table", "json", "csv"), default="table")
     predict.add_argument("--output", type=Path, help="write here instead of standard output")
+    predict.add_argument("--threads", type=int, help="TFLite interpreter threads (default: all cores)")
     return root
 
 
@@ -60,7 +61,7 @@ def predict(args: argparse.Namespace) -> int:
     if args.top_k < 1:
         raise PipelineError("--top-k must be at least 1")
     files, failures = expand(args.paths)
-    classifier = load_classifier(args.model)
+    classifier = load_classifier(args.model, threads=args.threads)
     rows, bad = classify(classifier, files)
     failures += bad
     for path, reason in failures:

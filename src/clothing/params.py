@@ -102,6 +102,20 @@ class EvaluateParams(Section):
     gallery_size: Annotated[int, Field(ge=0)] = 16
 
 
+class QuantizeParams(Section):
+    variants: list[Literal["float32", "float16", "dynamic_int8", "int8"]] = [
+        "float32",
+        "float16",
+        "dynamic_int8",
+        "int8",
+    ]
+    representative_size: Annotated[int, Field(ge=1)] = 200
+    seed: NonNegativeInt = 0
+    int8_io: StrictBool = False
+    warmup_runs: NonNegativeInt = 20
+    latency_runs: Annotated[int, Field(ge=1)] = 200
+
+
 class Params(Section):
     mirrors: list[str] = []
     fetch: FetchParams
@@ -109,6 +123,7 @@ class Params(Section):
     split: SplitParams = SplitParams()
     train: TrainParams | None = None
     evaluate: EvaluateParams = EvaluateParams()
+    quantize: QuantizeParams = QuantizeParams()
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:

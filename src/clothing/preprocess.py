@@ -1,0 +1,39 @@
+"""Each backbone's ``preprocess_input`` in plain NumPy, so that a TFLite model runs without
+importing TensorFlow (seconds of start-up). tests/test_preprocess.py checks each against
+the Keras function it replaces.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+CAFFE_BGR_MEAN = np.array([103.939, 116.779, 123.68], np.float32)
+
+
+def scale_to_symmetric(images: np.ndarray) -> np.ndarray:
+    """MobileNetV2 ("tf" mode): 0..255 -> -1..1."""
+    return images / 127.5 - 1.0
+
+
+def caffe(images: np.ndarray) -> np.ndarray:
+    """ResNet50 ("caffe" mode): RGB -> BGR, minus the ImageNet mean per channel."""
+    return images[..., ::-1] - CAFFE_BGR_MEAN
+
+
+def unchanged(images: np.ndarray) -> np.ndarray:
+    """EfficientNet and ConvNeXt normalise inside the model."""
+    return images
+
+
+def scale_to_unit(images: np.ndarray) -> np.ndarray:
+    """The from-scratch baseline: 0..255 -> 0..1."""
+    return images / 255.0
+
+
+PREPROCESS = {
+    "mobilenet_v2": scale_to_symmetric,
+    "efficientnet_b0": unchanged,
+    "resnet50": caffe,
+    "convnext_tiny": unchanged,
+    "baseline_cnn": scale_to_unit,
+}

@@ -1,0 +1,94 @@
+"""quantize on the tiny trained model: every variant converts, loads, runs and is measured."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from ai_edge_litert.interpreter import Interpreter
+from conftest import error_line, stage, update_params
+
+from clothing.classifier import load_classifier
+
+VARIANTS = ["float32", "float16", "dynamic_int8", "int8"]
+QUICK = {"representative_size": 8, "warmup_runs": 1, "latency_runs": 5}
+
+
+@pytest.fixture()
+def copy(trained: Path, tmp_path: Path) -> Path:
+    project = tmp_path / "project"
+    shutil.copytree(trained, project, symlinks=True)
+    update_params(project, {"quantize": QUICK})
+    return project
+
+
+def tensor_types(path: Path) -> dict[str, set]:
+    interpreter = Interpreter(model_path=str(path))
+    details = interpreter.get_tensor_details()
+    weights = {d["dtype"] for d in details if len(d["shape"]) == 4 and "conv" in d["name"].lower()}
+    return {
+        "weights": weights,
+        "input": {d["dtype"] for d in interpreter.get_input_details()},
+        "output": {d["dtype"] for d in interpreter.get_output_details()},
+    }
+
+
+def test_every_variant_converts_loads_runs_and_is_measured(copy: Path) -> None:
+    stage(copy, "quantize")
+    table = json.loads((copy / "metrics/quantize.json").read_text())
+    assert list(table) == ["keras", *VARIANTS]
+    for name, row in table.items():
+        assert 0 <= row["accuracy"] <= 1 and 0 <= row["agreement_with_keras"] <= 1, name
+        assert row["latency_1_thread"]["median_ms"] > 0 and row["latency_all_cores"]["p90_ms"] > 0, name
+        assert row["size_mb"] > 0 and row["throughput_img_per_s"] > 0, name
+    assert table["float32"]["agreement_with_keras"] == 1.0
+    assert table["int8"]["size_mb"] < table["float32"]["size_mb"]
+    images = np.random.default_rng(0).integers(0, 255, (4, 32, 32, 3), dtype=np.uint8)
+    for variant in VARIANTS:
+        probabilities = load_classifier(copy / f"models/tflite/model_{variant}.tflite").predict(images)
+        assert probabilities.shape == (4, 3)
+        np.testing.assert_allclose(probabilities.sum(axis=1), 1, atol=0.02)
+    csv_header = (copy / "metrics/quantize.csv").read_text().splitlines()[0]
+    assert csv_header.startswith("variant,accuracy,macro_f1,agreement_with_keras")
+
+
+def test_full_integer_model_holds_int8_weights(copy: Path) -> None:
+    update_params(copy, {"quantize": {"variants": ["float32", "int8"]}})
+    stage(copy, "quantize")
+    assert tensor_types(copy / "models/tflite/model_float32.tflite")["weights"] == {np.float32}
+    int8 = tensor_types(copy / "models/tflite/model_int8.tflite")
+    assert int8["weights"] == {np.int8}
+    assert int8["input"] == {np.float32}  # int8_io is off by default
+
+
+def test_int8_inputs_and_outputs_by_param(copy: Path) -> None:
+    update_params(copy, {"quantize": {"variants": ["int8"], "int8_io": True}})
+    stage(copy, "quantize")
+    types = tensor_types(copy / "models/tflite/model_int8.tflite")
+    assert types["input"] == types["output"] == {np.int8}
+    table = json.loads((copy / "metrics/quantize.json").read_text())
+    assert 0 <= table["int8"]["accuracy"] <= 1
+
+
+def test_missing_and_corrupt_model_are_clear_errors(copy: Path) -> None:
+    (copy / "models/model.keras").unlink()
+    assert error_line(stage(copy, "quantize", check=False)) == "error: models/model.keras: no such model file"
+    (copy / "models/model.keras").write_bytes(b"\x00" * 100)
+    assert "cannot load model" in error_line(stage(copy, "quantize", check=False))
+
+
+def test_unknown_variant_is_a_param_error(copy: Path) -> None:
+    update_params(copy, {"quantize": {"variants": ["int4"]}})
+    line = error_line(stage(copy, "quantize", check=False))
+    assert line.startswith("error: params.yaml: quantize.variants.0: Input should be 'float32'")
+
+
+def test_empty_representative_sample_is_a_clear_error(copy: Path) -> None:
+    train = copy / "data/split/train.csv"
+    train.chmod(0o644)
+    train.write_text(train.read_text().splitlines()[0] + "\n")
+    line = error_line(stage(copy, "quantize", check=False))
+    assert line == "error: quantize: the representative sample is empty (data/split/train.csv has no rows)"
