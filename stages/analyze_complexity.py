@@ -70,7 +70,7 @@ def receptive_fields(rows: list[LayerCost], image_size: int) -> dict:
     stages: dict[str, dict] = {}
     for row in rows:
         shape = row.output_shape.strip("()").split(", ")
-        if len(shape) == 3:
+        if len(shape) == 3 and row.type != "ZeroPadding2D":  # padding is not a resolution stage
             stages[f"{shape[0]}x{shape[1]}"] = {"layer": row.name, "size": row.rf_size, "jump": row.rf_jump}
     last = convs[-1]
     return {
