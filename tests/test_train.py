@@ -98,6 +98,14 @@ def test_missing_weights_file_is_one_clear_error(tiny: Path) -> None:
     assert not (tiny / "models").exists()
 
 
+@pytest.fixture()
+def empty_keras_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keras' cache is looked at first: keep this machine's own copies out of the test."""
+    monkeypatch.setattr("clothing.backbones.KERAS_CACHE", tmp_path / "home/.keras/models")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # and Keras' own download looks there too
+
+
+@pytest.mark.usefixtures("empty_keras_cache")
 def test_imagenet_weights_missing_offline_names_the_file(tmp_path: Path) -> None:
     with pytest.raises(PipelineError) as caught:
         build_backbone("efficientnet_b0", 32, "imagenet", [str(tmp_path / "mirror")])
@@ -106,6 +114,7 @@ def test_imagenet_weights_missing_offline_names_the_file(tmp_path: Path) -> None
     assert str(tmp_path / "mirror/keras/models/efficientnetb0_notop.h5") in message
 
 
+@pytest.mark.usefixtures("empty_keras_cache")
 def test_imagenet_weights_come_from_a_mirror(tmp_path: Path) -> None:
     mirror = tmp_path / "mirror"
     (mirror / "keras/models").mkdir(parents=True)
