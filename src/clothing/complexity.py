@@ -20,8 +20,6 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 
-import numpy as np
-
 from clothing.tf import keras
 
 layers = keras.layers
@@ -208,7 +206,3 @@ def _elements(shape: tuple) -> int:
 
 def _pair(values: tuple) -> str:
     return "x".join(str(v) for v in values)
-
-
-def as_array(rows: list[LayerCost], key: str) -> np.ndarray:
-    return np.array([getattr(r, key) for r in rows])
