@@ -54,7 +54,7 @@ def main() -> None:
             "conv_dense_difference": round(abs(profiled_conv_dense / total["conv_dense_flops"] - 1), 6),
             "by_op_type": profiled,
         },
-        "variants": variants(model, info.backbone, info.image_size, len(info.classes), params.mirrors),
+        "variants": variants(model, rows, info.backbone, info.image_size, len(info.classes), params.mirrors),
     }
     write_json("metrics/complexity.json", summary)
     write_csv(OUT / "layers.csv", table)
@@ -80,7 +80,9 @@ def receptive_fields(rows: list[LayerCost], image_size: int) -> dict:
     }
 
 
-def variants(model: keras.Model, backbone: str, size: int, n_classes: int, mirrors: list[str]) -> dict:
+def variants(
+    model: keras.Model, rows: list[LayerCost], backbone: str, size: int, n_classes: int, mirrors: list[str]
+) -> dict:
     """MACs of cheaper versions of this classifier, each built and counted, not estimated."""
 
     def macs_of(backbone_model: keras.Model) -> int:
@@ -88,7 +90,7 @@ def variants(model: keras.Model, backbone: str, size: int, n_classes: int, mirro
         head = keras.layers.Dense(n_classes)(features)
         return totals(count(keras.Model(backbone_model.input, head)))["macs"]
 
-    result = {"as_trained": totals(count(model))["macs"]}
+    result = {"as_trained": totals(rows)["macs"]}
     for smaller in (size * 3 // 4, size // 2):  # Keras' applications need at least 32 pixels
         if smaller >= 32:
             result[f"input_{smaller}"] = macs_of(build_backbone(backbone, smaller, None, mirrors))
@@ -98,13 +100,12 @@ def variants(model: keras.Model, backbone: str, size: int, n_classes: int, mirro
                 input_shape=(size, size, 3), alpha=alpha, include_top=False, weights=None
             )
             result[f"width_{alpha}"] = macs_of(slim)
-    result["pruned_50pct_magnitude"] = pruned_macs(model, 0.5)
+    result["pruned_50pct_magnitude"] = pruned_macs(model, rows, 0.5)
     return result
 
 
-def pruned_macs(model: keras.Model, sparsity: float) -> int:
+def pruned_macs(model: keras.Model, rows: list[LayerCost], sparsity: float) -> int:
     """MACs left if the smallest ``sparsity`` of each conv/dense kernel were zero (and skipped)."""
-    rows = count(model)
     kept = 0.0
     for row in rows:
         if not row.macs:

@@ -112,11 +112,12 @@ def classify(classifier: Classifier, files: list[Path]) -> tuple[list[tuple[Path
     with ThreadPoolExecutor() as pool, tqdm(total=len(files), unit="img", disable=len(files) <= 1) as bar:
         for start in range(0, len(files), BATCH):
             batch = files[start : start + BATCH]
-            decoded = list(pool.map(decode, batch))
-            good = [(path, image) for path, image in zip(batch, decoded, strict=True) if not isinstance(image, str)]
-            failures += [
-                (str(path), image) for path, image in zip(batch, decoded, strict=True) if isinstance(image, str)
-            ]
+            good = []
+            for path, image in zip(batch, pool.map(decode, batch), strict=True):
+                if isinstance(image, str):
+                    failures.append((str(path), image))
+                else:
+                    good.append((path, image))
             if good:
                 probabilities = classifier.predict(np.stack([image for _, image in good]))
                 rows += [(path, p) for (path, _), p in zip(good, probabilities, strict=True)]
