@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import ConfusionMatrixDisplay
 
-from clothing.classifier import load_classifier
-from clothing.errors import PipelineError, run_stage
+from clothing.classifier import class_indices, load_classifier
+from clothing.errors import run_stage
 from clothing.files import write_csv, write_json
 from clothing.images import load_images
 from clothing.metrics import per_class, reliability, scores
@@ -30,10 +30,7 @@ def main() -> None:
     classifier = load_classifier(MODEL)
     classes = classifier.info.classes
     test = pd.read_csv(TEST, dtype=str)
-    unknown = sorted(set(test["label"]) - set(classes))
-    if unknown:
-        raise PipelineError(f"{TEST}: classes the model does not know: {unknown}")
-    labels = test["label"].map({c: i for i, c in enumerate(classes)}).to_numpy()
+    labels = class_indices(test["label"], classes, str(TEST))
 
     images = load_images(test["path"], classifier.info.image_size, desc="decode test")
     probabilities = classifier.predict(images)
@@ -93,7 +90,8 @@ def plot_mistakes(images: np.ndarray, predictions: pd.DataFrame, count: int, pat
     worst = wrong.sort_values("confidence", ascending=False).head(count)
     columns = 4
     rows = max(1, -(-len(worst) // columns))
-    figure, grid = plt.subplots(rows, columns, figsize=(3 * columns, 3.3 * rows), squeeze=False)
+    # Constrained layout leaves room for the suptitle above the first row's titles.
+    figure, grid = plt.subplots(rows, columns, figsize=(3 * columns, 3.3 * rows), squeeze=False, layout="constrained")
     for axes in grid.flat:
         axes.axis("off")
     for axes, (index, row) in zip(grid.flat, worst.iterrows(), strict=False):

@@ -19,19 +19,20 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from clothing.classifier import Classifier, ModelInfo, info_path, load_classifier
+from clothing.classifier import Classifier, class_indices, info_path, load_classifier
 from clothing.errors import PipelineError, run_stage
 from clothing.files import atomic_dir, write_csv, write_json
 from clothing.images import load_images
 from clothing.latency import keras_latency, single_image_latency
 from clothing.metrics import scores
 from clothing.params import QuantizeParams, load_params
-from clothing.preprocess import PREPROCESS
 from clothing.tf import keras, tf
 
 MODEL = Path("models/model.keras")
 OUT = Path("models/tflite")
 SPLIT = Path("data/split")
+# Each test photo's predicted class under every variant, for checking predict against this run.
+PREDICTIONS = Path("metrics/quantize/predictions.csv")
 THREADS = ((1, "latency_1_thread"), (os.cpu_count(), "latency_all_cores"))
 
 
@@ -40,21 +41,24 @@ def main() -> None:
     reference = load_classifier(MODEL)
     info = reference.info
     test = pd.read_csv(SPLIT / "test.csv", dtype=str)
-    labels = test["label"].map({c: i for i, c in enumerate(info.classes)}).to_numpy()
+    labels = class_indices(test["label"], info.classes, str(SPLIT / "test.csv"))
     images = load_images(test["path"], info.image_size, desc="decode test")
-    calibration = representative_sample(params, info)
-    one_image = preprocessed(info, images[:1])[0]
+    calibration = representative_sample(params, reference)
+    one_image = reference.preprocess(images[:1])[0]
 
     keras_probabilities, keras_row = measure(reference, images, labels, None)
     keras_row |= {"size_mb": round(MODEL.stat().st_size / 1e6, 3)} | keras_latencies(params, one_image)
     table = {"keras": keras_row}
     keras_predicted = keras_probabilities.argmax(axis=1)
+    predictions = pd.DataFrame({"image": test["image"], "actual": test["label"]})
+    predictions["keras"] = [info.classes[i] for i in keras_predicted]
     with atomic_dir(OUT) as out:
         for variant in params.variants:
             path = out / f"model_{variant}.tflite"
             path.write_bytes(convert(reference.keras_model, variant, calibration, params.int8_io))
             write_json(info_path(path), asdict(info))
-            _, row = measure(load_classifier(path), images, labels, keras_predicted)
+            probabilities, row = measure(load_classifier(path), images, labels, keras_predicted)
+            predictions[variant] = [info.classes[i] for i in probabilities.argmax(axis=1)]
             row |= {"size_mb": round(path.stat().st_size / 1e6, 3)}
             for threads, key in THREADS:
                 forward = load_classifier(path, threads=threads).forward
@@ -64,18 +68,15 @@ def main() -> None:
                   f"{row['latency_1_thread']['median_ms']} ms on one thread")  # fmt: skip
     write_json("metrics/quantize.json", table)
     write_csv("metrics/quantize.csv", flat_table(table))
+    write_csv(PREDICTIONS, predictions)
 
 
-def representative_sample(params: QuantizeParams, info: ModelInfo) -> np.ndarray:
+def representative_sample(params: QuantizeParams, reference: Classifier) -> np.ndarray:
     train = pd.read_csv(SPLIT / "train.csv", dtype=str)
     if train.empty:
         raise PipelineError("quantize: the representative sample is empty (data/split/train.csv has no rows)")
     sample = train.sample(n=min(params.representative_size, len(train)), random_state=params.seed)
-    return preprocessed(info, load_images(sample["path"], info.image_size, desc="decode calibration"))
-
-
-def preprocessed(info: ModelInfo, images: np.ndarray) -> np.ndarray:
-    return PREPROCESS[info.backbone](images.astype(np.float32))
+    return reference.preprocess(load_images(sample["path"], reference.info.image_size, desc="decode calibration"))
 
 
 def convert(model: keras.Model, variant: str, calibration: np.ndarray, int8_io: bool) -> bytes:

@@ -21,7 +21,7 @@ from dvclive import Live
 from tqdm import tqdm
 
 from clothing.backbones import build_backbone, split_at_fraction
-from clothing.classifier import ModelInfo, save_classifier
+from clothing.classifier import ModelInfo, class_indices, save_classifier
 from clothing.errors import PipelineError, run_stage
 from clothing.files import write_json
 from clothing.images import load_images
@@ -45,10 +45,8 @@ def main() -> None:
 
     train, val = (pd.read_csv(SPLIT / f"{name}.csv", dtype=str) for name in ("train", "val"))
     classes = sorted(train["label"].unique())
-    index = {name: i for i, name in enumerate(classes)}
-    y_train, y_val = (frame["label"].map(index).to_numpy() for frame in (train, val))
-    if np.isnan(y_val.astype(float)).any():
-        raise PipelineError("data/split/val.csv has classes that train.csv lacks")
+    y_train = class_indices(train["label"], classes, str(SPLIT / "train.csv"))
+    y_val = class_indices(val["label"], classes, f"{SPLIT / 'val.csv'} (classes are those of train.csv)")
 
     backbone = build_backbone(p.backbone, p.image_size, p.weights, params.mirrors)
     # Random weights are not worth protecting: train the whole network.

@@ -7,6 +7,7 @@ import io
 import json
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,7 @@ from conftest import photo
 from PIL import Image
 
 from clothing.classifier import load_classifier
-from clothing.cli import main
+from clothing.cli import decoded_ahead, main
 from clothing.errors import PipelineError
 from clothing.images import load_image
 
@@ -140,6 +141,20 @@ def test_python_api_matches_the_cli(trained: Path) -> None:
     probabilities = classifier.predict_files(files)
     assert probabilities.shape == (len(files), 3)
     np.testing.assert_allclose(probabilities.sum(axis=1), 1, rtol=1e-5)
+
+
+def test_photos_decode_ahead_in_order_with_bounded_memory() -> None:
+    decoded = []
+
+    def decode(n: int) -> int:
+        decoded.append(n)
+        return n * 10
+
+    with ThreadPoolExecutor(2) as pool:
+        results = decoded_ahead(pool, decode, list(range(100)), ahead=5)
+        assert next(results) == (0, 0)
+        assert len(decoded) <= 6  # the first photo and at most five ahead, not the whole folder
+        assert list(results) == [(n, n * 10) for n in range(1, 100)]
 
 
 def test_usage_errors_exit_2() -> None:

@@ -7,11 +7,13 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from ai_edge_litert.interpreter import Interpreter
 from conftest import error_line, stage, update_params
 
 from clothing.classifier import load_classifier
+from clothing.cli import main
 
 VARIANTS = ["float32", "float16", "dynamic_int8", "int8"]
 QUICK = {"representative_size": 8, "warmup_runs": 1, "latency_runs": 5}
@@ -53,6 +55,19 @@ def test_every_variant_converts_loads_runs_and_is_measured(copy: Path) -> None:
         np.testing.assert_allclose(probabilities.sum(axis=1), 1, atol=0.02)
     csv_header = (copy / "metrics/quantize.csv").read_text().splitlines()[0]
     assert csv_header.startswith("variant,accuracy,macro_f1,agreement_with_keras")
+
+
+def test_predict_agrees_with_quantize_for_every_file_and_variant(copy: Path, tmp_path: Path) -> None:
+    stage(copy, "quantize")
+    measured = pd.read_csv(copy / "metrics/quantize/predictions.csv", dtype=str)
+    assert list(measured.columns) == ["image", "actual", "keras", *VARIANTS]
+    files = [str(copy / f"data/raw/images/{image}.jpg") for image in measured["image"]]
+    for variant in VARIANTS:
+        output = tmp_path / f"{variant}.csv"
+        model = copy / f"models/tflite/model_{variant}.tflite"
+        assert main(["predict", *files, "--model", str(model), "--format", "csv", "--output", str(output)]) == 0
+        top1 = pd.read_csv(output).query("rank == 1")
+        assert top1["class"].tolist() == measured[variant].tolist(), variant
 
 
 def test_full_integer_model_holds_int8_weights(copy: Path) -> None:

@@ -39,15 +39,27 @@ class Classifier:
     forward: Callable[[np.ndarray], np.ndarray]  # a preprocessed float32 batch -> probabilities
     keras_model: keras.Model | None = None  # None for TFLite
 
+    def preprocess(self, images: np.ndarray) -> np.ndarray:
+        """uint8 RGB images of the model's size -> the float32 batch ``forward`` takes."""
+        return PREPROCESS[self.info.backbone](images.astype(np.float32))
+
     def predict(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
         """Class probabilities, one row per uint8 RGB image of the model's size."""
-        preprocess = PREPROCESS[self.info.backbone]
         batches = [images[i : i + batch_size] for i in range(0, len(images), batch_size)]
-        outputs = [self.forward(preprocess(batch.astype(np.float32))) for batch in batches]
+        outputs = [self.forward(self.preprocess(batch)) for batch in batches]
         return np.concatenate(outputs) if outputs else np.zeros((0, len(self.info.classes)), np.float32)
 
     def predict_files(self, paths: Sequence[str | Path]) -> np.ndarray:
         return self.predict(load_images(paths, self.info.image_size))
+
+
+def class_indices(labels: Sequence[str], classes: list[str], source: str) -> np.ndarray:
+    """Each label's position in ``classes``; labels outside ``classes`` are one clear error naming ``source``."""
+    unknown = sorted(set(labels) - set(classes))
+    if unknown:
+        raise PipelineError(f"{source}: classes the model does not know: {unknown}")
+    index = {name: i for i, name in enumerate(classes)}
+    return np.array([index[label] for label in labels], dtype=np.int64)
 
 
 def info_path(model_path: str | Path) -> Path:

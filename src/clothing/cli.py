@@ -11,11 +11,13 @@ import csv
 import glob
 import io
 import json
+import os
 import sys
-from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 from tqdm import tqdm
@@ -27,6 +29,7 @@ if TYPE_CHECKING:
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 BATCH = 32
+T = TypeVar("T")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -99,7 +102,7 @@ def expand(patterns: Iterable[str]) -> tuple[list[Path], list[tuple[str, str]]]:
 
 
 def classify(classifier: Classifier, files: list[Path]) -> tuple[list[tuple[Path, np.ndarray]], list[tuple[str, str]]]:
-    """Decode in parallel and predict in batches; files that do not decode are reported, not fatal."""
+    """Predict in batches while the next photos decode; files that do not decode are reported, not fatal."""
     from clothing.images import ImageError, load_image
 
     def decode(path: Path) -> np.ndarray | str:
@@ -108,21 +111,38 @@ def classify(classifier: Classifier, files: list[Path]) -> tuple[list[tuple[Path
         except ImageError as error:
             return str(error)
 
-    rows, failures = [], []
-    with ThreadPoolExecutor() as pool, tqdm(total=len(files), unit="img", disable=len(files) <= 1) as bar:
-        for start in range(0, len(files), BATCH):
-            batch = files[start : start + BATCH]
-            good = []
-            for path, image in zip(batch, pool.map(decode, batch), strict=True):
-                if isinstance(image, str):
-                    failures.append((str(path), image))
-                else:
-                    good.append((path, image))
-            if good:
-                probabilities = classifier.predict(np.stack([image for _, image in good]))
-                rows += [(path, p) for (path, _), p in zip(good, probabilities, strict=True)]
-            bar.update(len(batch))
+    def predict(good: list[tuple[Path, np.ndarray]]) -> list[tuple[Path, np.ndarray]]:
+        probabilities = classifier.predict(np.stack([image for _, image in good]))
+        return [(path, p) for (path, _), p in zip(good, probabilities, strict=True)]
+
+    rows, failures, good = [], [], []
+    with ThreadPoolExecutor(os.cpu_count()) as pool, tqdm(total=len(files), unit="img", disable=len(files) <= 1) as bar:
+        for path, image in decoded_ahead(pool, decode, files, ahead=2 * BATCH):
+            bar.update()
+            if isinstance(image, str):
+                failures.append((str(path), image))
+                continue
+            good.append((path, image))
+            if len(good) == BATCH:
+                rows += predict(good)
+                good = []
+        if good:
+            rows += predict(good)
     return rows, failures
+
+
+def decoded_ahead(
+    pool: Executor, decode: Callable[[Path], T], files: list[Path], ahead: int
+) -> Iterator[tuple[Path, T]]:
+    """``(path, decode(path))`` in order, with up to ``ahead`` decodes running meanwhile (bounded memory)."""
+    pending: deque[tuple[Path, Future[T]]] = deque()
+    for path in files:
+        pending.append((path, pool.submit(decode, path)))
+        if len(pending) > ahead:
+            done, future = pending.popleft()
+            yield done, future.result()
+    for done, future in pending:
+        yield done, future.result()
 
 
 def render(rows: list[tuple[Path, np.ndarray]], classes: list[str], top_k: int, fmt: str) -> str:

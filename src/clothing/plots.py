@@ -13,7 +13,8 @@ from clothing.files import atomic_file
 
 
 def save_png(figure: plt.Figure, path: str | Path) -> None:
-    figure.tight_layout()
+    if figure.get_layout_engine() is None:
+        figure.tight_layout()
     with atomic_file(path) as tmp:
         figure.savefig(tmp, format="png", dpi=100)
     plt.close(figure)
