@@ -14,9 +14,10 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
+if TYPE_CHECKING:
+    import pandas as pd  # only for annotations: predict must start without importing pandas
 
 
 @contextlib.contextmanager
