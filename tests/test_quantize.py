@@ -21,7 +21,18 @@ QUICK = {"representative_size": 8, "warmup_runs": 1, "latency_runs": 5}
 
 @pytest.fixture()
 def copy(trained: Path, tmp_path: Path) -> Path:
-    project = tmp_path / "project"
+    return quick_copy(trained, tmp_path / "project")
+
+
+@pytest.fixture(scope="module")
+def quantized(trained: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One quantize run with the default variants, shared by the tests that only read its outputs."""
+    project = quick_copy(trained, tmp_path_factory.mktemp("quantized") / "project")
+    stage(project, "quantize")
+    return project
+
+
+def quick_copy(trained: Path, project: Path) -> Path:
     shutil.copytree(trained, project, symlinks=True)
     update_params(project, {"quantize": QUICK})
     return project
@@ -38,9 +49,8 @@ def tensor_types(path: Path) -> dict[str, set]:
     }
 
 
-def test_every_variant_converts_loads_runs_and_is_measured(copy: Path) -> None:
-    stage(copy, "quantize")
-    table = json.loads((copy / "metrics/quantize.json").read_text())
+def test_every_variant_converts_loads_runs_and_is_measured(quantized: Path) -> None:
+    table = json.loads((quantized / "metrics/quantize.json").read_text())
     assert list(table) == ["keras", *VARIANTS]
     for name, row in table.items():
         assert 0 <= row["accuracy"] <= 1 and 0 <= row["agreement_with_keras"] <= 1, name
@@ -50,21 +60,20 @@ def test_every_variant_converts_loads_runs_and_is_measured(copy: Path) -> None:
     assert table["int8"]["size_mb"] < table["float32"]["size_mb"]
     images = np.random.default_rng(0).integers(0, 255, (4, 32, 32, 3), dtype=np.uint8)
     for variant in VARIANTS:
-        probabilities = load_classifier(copy / f"models/tflite/model_{variant}.tflite").predict(images)
+        probabilities = load_classifier(quantized / f"models/tflite/model_{variant}.tflite").predict(images)
         assert probabilities.shape == (4, 3)
         np.testing.assert_allclose(probabilities.sum(axis=1), 1, atol=0.02)
-    csv_header = (copy / "metrics/quantize.csv").read_text().splitlines()[0]
+    csv_header = (quantized / "metrics/quantize.csv").read_text().splitlines()[0]
     assert csv_header.startswith("variant,accuracy,macro_f1,agreement_with_keras")
 
 
-def test_predict_agrees_with_quantize_for_every_file_and_variant(copy: Path, tmp_path: Path) -> None:
-    stage(copy, "quantize")
-    measured = pd.read_csv(copy / "metrics/quantize/predictions.csv", dtype=str)
+def test_predict_agrees_with_quantize_for_every_file_and_variant(quantized: Path, tmp_path: Path) -> None:
+    measured = pd.read_csv(quantized / "metrics/quantize/predictions.csv", dtype=str)
     assert list(measured.columns) == ["image", "actual", "keras", *VARIANTS]
-    files = [str(copy / f"data/raw/images/{image}.jpg") for image in measured["image"]]
+    files = [str(quantized / f"data/raw/images/{image}.jpg") for image in measured["image"]]
     for variant in VARIANTS:
         output = tmp_path / f"{variant}.csv"
-        model = copy / f"models/tflite/model_{variant}.tflite"
+        model = quantized / f"models/tflite/model_{variant}.tflite"
         assert main(["predict", *files, "--model", str(model), "--format", "csv", "--output", str(output)]) == 0
         top1 = pd.read_csv(output).query("rank == 1")
         assert top1["class"].tolist() == measured[variant].tolist(), variant
