@@ -71,7 +71,7 @@ def main() -> None:
             top.trainable = False
             fit(head, data, validation, p.head.epochs, p.head.lr, "constant", p.label_smoothing, callbacks)
         with timed(wall, "fine_tune"):
-            unfreeze(top)
+            unfreeze(top, pretrained=p.weights is not None)
             phase = p.fine_tune
             fit(head, data, validation, phase.epochs, phase.lr, phase.schedule, p.label_smoothing, callbacks,
                 initial_epoch=p.head.epochs)  # fmt: skip
@@ -147,10 +147,15 @@ def live_callback(live: Live) -> keras.callbacks.Callback:
     return DVCLiveCallback(live=live)
 
 
-def unfreeze(top: keras.Model) -> None:
+def unfreeze(top: keras.Model, pretrained: bool) -> None:
+    """Make the top trainable. Pretrained batch norm keeps its statistics; random batch norm learns."""
     top.trainable = True
+    if not pretrained:
+        # Random BN (mean 0, var 1, scale 1, offset 0) left frozen would leave bias-free
+        # convolutions with no normalisation and no offsets: the network could hardly learn.
+        return
     for layer in top.layers:
-        # Batch norm keeps its ImageNet statistics: the batches here are too small to re-estimate them.
+        # The batches here are too small to re-estimate ImageNet statistics well.
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.trainable = False
 

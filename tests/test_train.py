@@ -58,6 +58,9 @@ def test_train_and_evaluate_run_through_dvc(tiny: Path) -> None:
     assert len(predictions) == 3 and set(predictions["predicted"]) <= set(CLASSES)
     for png in ("confusion_normalized", "reliability", "confident_mistakes"):
         assert (tiny / f"metrics/eval/{png}.png").read_bytes()[:4] == b"\x89PNG"
+    # From random weights, batch norm learns: its statistics leave their initial 0 and 1.
+    for moving_mean, moving_variance in batch_norm_statistics(tiny / "models/model.keras"):
+        assert np.abs(moving_mean).max() > 1e-3 and np.abs(moving_variance - 1).max() > 1e-3
 
 
 def test_rerun_gives_identical_metrics(tiny: Path) -> None:
@@ -81,6 +84,27 @@ def test_transfer_from_a_weights_file_fine_tunes_the_top(tiny: Path, tmp_path: P
     trained = read_json(tiny / "metrics/train.json")
     assert trained["frozen_layers"] > 0 and trained["trainable_layers"] > 0
     assert read_json(tiny / "models/model.json")["backbone"] == "mobilenet_v2"
+    # Pretrained batch norm keeps the file's statistics, in the frozen bottom and the tuned top.
+    original = tiny_mobilenet()
+    original.load_weights(weights)
+    pretrained = batch_norm_statistics(original)
+    trained_statistics = batch_norm_statistics(tiny / "models/model.keras")
+    assert len(trained_statistics) == len(pretrained) > 0
+    for mine, theirs in zip(trained_statistics, pretrained, strict=True):
+        np.testing.assert_array_equal(mine, theirs)
+
+
+def batch_norm_statistics(model: keras.Model | Path) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(moving mean, moving variance) of every batch norm layer, nested models included, in order."""
+    if isinstance(model, Path):
+        model = keras.models.load_model(model, compile=False)
+    statistics = []
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            statistics += batch_norm_statistics(layer)
+        elif isinstance(layer, keras.layers.BatchNormalization):
+            statistics.append((layer.moving_mean.numpy(), layer.moving_variance.numpy()))
+    return statistics
 
 
 def test_unknown_backbone_is_one_clear_error(tiny: Path) -> None:
