@@ -47,7 +47,7 @@ def main() -> None:
     predictions = pd.DataFrame({
         "image": test["image"],
         "actual": test["label"],
-        "predicted": [classes[i] for i in predicted],
+        "predicted": classifier.info.top1(probabilities),
         "confidence": probabilities.max(axis=1).round(4),
     })  # fmt: skip
     write_csv(OUT / "predictions.csv", predictions)

@@ -51,14 +51,14 @@ def main() -> None:
     table = {"keras": keras_row}
     keras_predicted = keras_probabilities.argmax(axis=1)
     predictions = pd.DataFrame({"image": test["image"], "actual": test["label"]})
-    predictions["keras"] = [info.classes[i] for i in keras_predicted]
+    predictions["keras"] = info.top1(keras_probabilities)
     with atomic_dir(OUT) as out:
         for variant in params.variants:
             path = out / f"model_{variant}.tflite"
             path.write_bytes(convert(reference.keras_model, variant, calibration, params.int8_io))
             write_json(info_path(path), asdict(info))
             probabilities, row = measure(load_classifier(path), images, labels, keras_predicted)
-            predictions[variant] = [info.classes[i] for i in probabilities.argmax(axis=1)]
+            predictions[variant] = info.top1(probabilities)
             row |= {"size_mb": round(path.stat().st_size / 1e6, 3)}
             for threads, key in THREADS:
                 forward = load_classifier(path, threads=threads).forward

@@ -32,6 +32,10 @@ class ModelInfo:
     backbone: str
     image_size: int
 
+    def top1(self, probabilities: np.ndarray) -> list[str]:
+        """The most probable class name for each row of ``probabilities``."""
+        return [self.classes[i] for i in probabilities.argmax(axis=1)]
+
 
 @dataclass
 class Classifier:

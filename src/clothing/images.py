@@ -17,12 +17,13 @@ class ImageError(Exception):
     """This file is not a usable image; the message says why."""
 
 
-def open_rgb(path: str | Path, at_least: int | None = None) -> Image.Image:
+def open_rgb(path: str | Path, size: int | None = None) -> Image.Image:
     """Decode ``path`` fully into an upright RGB image, or raise :class:`ImageError`.
 
-    With ``at_least``, a large JPEG is decoded at the smallest scale (1/2, 1/4, 1/8) that
-    keeps both sides at least that many pixels: a 10000 x 10000 photo decodes in
-    milliseconds instead of seconds, and images near the model's size are unaffected.
+    With ``size``, the image comes back resized to ``size`` x ``size``, and a large JPEG is
+    decoded at the smallest scale (1/2, 1/4, 1/8) that keeps both sides at least ``size``:
+    a 10000 x 10000 photo decodes in milliseconds instead of seconds, and images near the
+    model's size are unaffected.
     """
     path = Path(path)
     if not path.is_file():
@@ -33,11 +34,15 @@ def open_rgb(path: str | Path, at_least: int | None = None) -> Image.Image:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(path) as image:
-                if at_least is not None:
-                    image.draft("RGB", (at_least, at_least))
+                if size is not None:
+                    image.draft("RGB", (size, size))
                 image.load()
-                upright = ImageOps.exif_transpose(image)
-                return _to_rgb(upright)
+                ImageOps.exif_transpose(image, in_place=True)
+                if size is None:
+                    return _to_rgb(image)  # a copy, which outlives the file
+                # No copy of the full-size photo: each would cost half as much as decoding it.
+                rgb = image if image.mode == "RGB" else _to_rgb(image)
+                return rgb.resize((size, size), Image.BILINEAR)
     except UnidentifiedImageError:
         raise ImageError("not an image file") from None
     except Image.DecompressionBombError:
@@ -57,7 +62,7 @@ def _to_rgb(image: Image.Image) -> Image.Image:
 
 def load_image(path: str | Path, size: int) -> np.ndarray:
     """The photo as a ``size`` x ``size`` RGB uint8 array: the one resize every stage uses."""
-    return np.asarray(open_rgb(path, at_least=size).resize((size, size), Image.BILINEAR))
+    return np.asarray(open_rgb(path, size))
 
 
 def load_images(paths: Sequence[str | Path], size: int, desc: str = "decode") -> np.ndarray:
