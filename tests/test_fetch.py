@@ -135,7 +135,13 @@ def test_fetch_uses_mirror_before_url(project: Path, server: Server) -> None:
 
 def test_fetch_interrupted_leaves_nothing_behind(project: Path, server: Server) -> None:
     use_url(project, f"{server.url}/slow.zip")
-    process = subprocess.Popen([sys.executable, "stages/fetch.py"], cwd=project, stderr=subprocess.PIPE, text=True)
+    # A shell starts background jobs with SIGINT ignored, and the stage would inherit that.
+    # A handler set here resets to the default in the child, so Ctrl-C reaches it as it would a user's run.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        process = subprocess.Popen([sys.executable, "stages/fetch.py"], cwd=project, stderr=subprocess.PIPE, text=True)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     while not server.hits.get("/slow.zip"):
         time.sleep(0.05)
     time.sleep(0.5)
