@@ -3,7 +3,8 @@
 Transfer learning on a CPU budget. The backbone is cut in two: the frozen bottom runs
 once per training image and augmented view (``train.augment.views``), and only the top
 (``train.fine_tune.unfreeze`` of the backbone's layers) plus the new head train, epoch
-after epoch, on those cached features. Two phases: the head alone, then head and top.
+after epoch, on those cached features. Two phases: the head alone, then head and top
+(with random weights there is nothing to protect, and both phases train everything).
 The weights kept are those of the epoch with the best validation accuracy; the test
 split is not read here.
 """
@@ -68,7 +69,9 @@ def main() -> None:
     with Live(str(CURVES), dvcyaml=None, save_dvc_exp=False) as live:
         callbacks = [best, live_callback(live)]
         with timed(wall, "head"):
-            top.trainable = False
+            # Random weights have nothing to protect, and a head fitted to random features
+            # is thrown off when batch norm starts to learn: all of it trains from the start.
+            top.trainable = p.weights is None
             fit(head, data, validation, p.head.epochs, p.head.lr, "constant", p.label_smoothing, callbacks)
         with timed(wall, "fine_tune"):
             unfreeze(top, pretrained=p.weights is not None)
@@ -77,9 +80,11 @@ def main() -> None:
                 initial_epoch=p.head.epochs)  # fmt: skip
     if best.weights is None:
         raise PipelineError("train: no epoch ran (train.head.epochs + train.fine_tune.epochs is 0)")
-    head.set_weights(best.weights)
+    # An uncompiled copy: the saved model carries no optimizer state, which inference never reads.
+    trained_head = keras.models.clone_model(head)
+    trained_head.set_weights(best.weights)
 
-    model = keras.Model(frozen.input, head(frozen.output), name=f"clothing_{p.backbone}")
+    model = keras.Model(frozen.input, trained_head(frozen.output), name=f"clothing_{p.backbone}")
     save_classifier(model, ModelInfo(classes, p.backbone, p.image_size), MODEL)
     write_json("metrics/train.json", {
         "best_epoch": best.epoch + 1,

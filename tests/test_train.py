@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import json
+import zipfile
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pandas as pd
 import pytest
@@ -58,8 +61,20 @@ def test_train_and_evaluate_run_through_dvc(tiny: Path) -> None:
     assert len(predictions) == 3 and set(predictions["predicted"]) <= set(CLASSES)
     for png in ("confusion_normalized", "reliability", "confident_mistakes"):
         assert (tiny / f"metrics/eval/{png}.png").read_bytes()[:4] == b"\x89PNG"
-    # From random weights, batch norm learns: its statistics leave their initial 0 and 1.
-    for moving_mean, moving_variance in batch_norm_statistics(tiny / "models/model.keras"):
+    assert_batch_norm_learned(tiny / "models/model.keras")
+    assert not [name for name in saved_weight_names(tiny / "models/model.keras") if "optimizer" in name]
+
+
+def test_random_weights_train_everything_from_the_head_phase(tiny: Path) -> None:
+    update_params(tiny, {"train": {"fine_tune": {**TINY_TRAIN["fine_tune"], "epochs": 0}}})
+    run(tiny, "dvc", "repro", "train")
+    assert read_json(tiny / "metrics/train.json")["epochs_run"] == 1
+    assert_batch_norm_learned(tiny / "models/model.keras")
+
+
+def assert_batch_norm_learned(model: Path) -> None:
+    """From random weights, batch norm learns: its statistics leave their initial 0 and 1."""
+    for moving_mean, moving_variance in batch_norm_statistics(model):
         assert np.abs(moving_mean).max() > 1e-3 and np.abs(moving_variance - 1).max() > 1e-3
 
 
@@ -92,6 +107,14 @@ def test_transfer_from_a_weights_file_fine_tunes_the_top(tiny: Path, tmp_path: P
     assert len(trained_statistics) == len(pretrained) > 0
     for mine, theirs in zip(trained_statistics, pretrained, strict=True):
         np.testing.assert_array_equal(mine, theirs)
+
+
+def saved_weight_names(model: Path) -> list[str]:
+    """Every dataset name in a ``.keras`` file's weights."""
+    with zipfile.ZipFile(model) as archive, h5py.File(io.BytesIO(archive.read("model.weights.h5"))) as weights:
+        names: list[str] = []
+        weights.visit(names.append)
+    return names
 
 
 def batch_norm_statistics(model: keras.Model | Path) -> list[tuple[np.ndarray, np.ndarray]]:
