@@ -21,10 +21,10 @@ import pandas as pd
 from dvclive import Live
 from tqdm import tqdm
 
-from clothing.backbones import build_backbone, split_at_fraction
+from clothing.backbones import build_backbone, split_at_fraction, weights_used
 from clothing.classifier import ModelInfo, class_indices, save_classifier
 from clothing.errors import PipelineError, run_stage
-from clothing.files import write_json
+from clothing.files import sha256_file, write_json
 from clothing.images import load_images
 from clothing.params import AugmentParams, TrainParams, load_params
 from clothing.preprocess import PREPROCESS
@@ -95,6 +95,7 @@ def main() -> None:
         "trainable_layers": len(top.layers) - 1,
         "frozen_layers": len(frozen.layers) - 1,
         "params": model.count_params(),
+        "weights": weights_record(weights_used(p.backbone, p.weights, params.mirrors)),
         "wall_seconds": {k: round(v, 1) for k, v in wall.items()} | {"total": round(sum(wall.values()), 1)},
     })  # fmt: skip
     print(f"train: best epoch {best.epoch + 1}, val accuracy {best.logs['val_accuracy']:.4f}")
@@ -105,6 +106,11 @@ def timed(wall: dict[str, float], name: str) -> Iterator[None]:
     start = time.perf_counter()
     yield
     wall[name] = time.perf_counter() - start
+
+
+def weights_record(path: Path | None) -> dict[str, str] | None:
+    """Which weights file the backbone started from: a mirror's stand-in and Keras' own differ."""
+    return None if path is None else {"file": str(path), "sha256": sha256_file(path)}
 
 
 def views_of(p: TrainParams) -> range:

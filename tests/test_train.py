@@ -13,8 +13,9 @@ import pandas as pd
 import pytest
 from conftest import CLASSES, TINY_TRAIN, error_line, run, stage, update_params
 
-from clothing.backbones import build_backbone, cut_points, split_at, split_at_fraction
+from clothing.backbones import build_backbone, cut_points, split_at, split_at_fraction, weights_used
 from clothing.errors import PipelineError
+from clothing.files import sha256_file
 from clothing.tf import keras
 
 EVAL_KEYS = {
@@ -46,6 +47,7 @@ def test_train_and_evaluate_run_through_dvc(tiny: Path) -> None:
     trained = read_json(tiny / "metrics/train.json")
     assert 1 <= trained["best_epoch"] <= 3
     assert 0 <= trained["val_accuracy"] <= 1
+    assert trained["weights"] is None  # random weights: no file
     assert set(trained["wall_seconds"]) == {"decode", "frozen_features", "head", "fine_tune", "total"}
     curve = pd.read_csv(tiny / "metrics/train/plots/metrics/eval/accuracy.tsv", sep="\t")
     assert list(curve["step"]) == [0, 1, 2]
@@ -99,6 +101,7 @@ def test_transfer_from_a_weights_file_fine_tunes_the_top(tiny: Path, tmp_path: P
     trained = read_json(tiny / "metrics/train.json")
     assert trained["frozen_layers"] > 0 and trained["trainable_layers"] > 0
     assert read_json(tiny / "models/model.json")["backbone"] == "mobilenet_v2"
+    assert trained["weights"] == {"file": str(weights), "sha256": sha256_file(weights)}
     # Pretrained batch norm keeps the file's statistics, in the frozen bottom and the tuned top.
     original = tiny_mobilenet()
     original.load_weights(weights)
@@ -167,7 +170,9 @@ def test_imagenet_weights_come_from_a_mirror(tmp_path: Path) -> None:
     (mirror / "keras/models").mkdir(parents=True)
     original = tiny_mobilenet()
     original.save_weights(mirror / "keras/models" / MOBILENET_FILE)
-    loaded = build_backbone("mobilenet_v2", 32, "imagenet", [str(tmp_path / "empty"), str(mirror)])
+    mirrors = [str(tmp_path / "empty"), str(mirror)]
+    loaded = build_backbone("mobilenet_v2", 32, "imagenet", mirrors)
+    assert weights_used("mobilenet_v2", "imagenet", mirrors) == mirror / "keras/models" / MOBILENET_FILE
     for mine, theirs in zip(loaded.get_weights(), original.get_weights(), strict=True):
         np.testing.assert_array_equal(mine, theirs)
 

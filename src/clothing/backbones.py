@@ -75,6 +75,14 @@ def build_backbone(name: str, image_size: int, weights: str | None, mirrors: lis
         ) from None
 
 
+def weights_used(name: str, weights: str | None, mirrors: list[str]) -> Path | None:
+    """The file :func:`build_backbone` loaded (Keras' download lands in its cache), or None."""
+    file_name = BACKBONES[name].weights_file
+    if weights == "imagenet":
+        return imagenet_weights_file(file_name, mirrors) if file_name else None
+    return None if weights is None else Path(weights)
+
+
 def imagenet_weights_file(file_name: str, mirrors: list[str]) -> Path | None:
     """The first copy of a Keras weights file in Keras' cache or a mirror's ``keras/models``."""
     return next((path for path in _weight_places(file_name, mirrors) if path.is_file()), None)
