@@ -10,12 +10,13 @@ import difflib
 from pathlib import Path
 
 import pandas as pd
+from pydantic import model_validator
 from tqdm import tqdm
 
 from clothing.errors import PipelineError, run_stage
-from clothing.files import atomic_dir, sha256_file, write_csv, write_json
+from clothing.files import atomic_dir, read_table, sha256_file, write_csv, write_json
 from clothing.images import ImageError, open_rgb
-from clothing.params import CleanParams, load_params
+from clothing.params import Section, load_section
 from clothing.plots import plt, save_png
 
 RAW = Path("data/raw")
@@ -32,8 +33,20 @@ REASONS = [
 ]
 
 
+class CleanParams(Section):
+    drop_labels: list[str]  # raw labels that are not clothing classes
+    keep_labels: list[str] | None  # a list keeps only these classes
+
+    @model_validator(mode="after")
+    def _keep_and_drop_disjoint(self) -> CleanParams:
+        both = sorted(set(self.keep_labels or []) & set(self.drop_labels))
+        if both:
+            raise ValueError(f"labels both kept and dropped: {both}")
+        return self
+
+
 def main() -> None:
-    params = load_params().clean
+    params = load_section("clean", CleanParams)
     rows = read_rows(RAW / "images.csv")
     kept, dropped = clean(rows, RAW / "images", params)
 
@@ -50,7 +63,7 @@ def main() -> None:
 
 def read_rows(path: Path) -> pd.DataFrame:
     try:
-        rows = pd.read_csv(path, dtype=str, keep_default_na=False)
+        rows = read_table(path)
     except (OSError, pd.errors.ParserError) as error:
         raise PipelineError(f"{path}: cannot read ({error})") from None
     missing = {"image", "sender_id", "label", "kids"} - set(rows.columns)

@@ -1,23 +1,26 @@
 """evaluate: models/model.keras on data/split/test.csv -> metrics/eval.json and metrics/eval/.
 
-The only stage that reads the test split. With ``evaluate.tta_flip`` the mirrored-photo
+The model's scores on the test split (quantize scores its TFLite variants on the same
+photos; no stage chooses anything by them). With ``evaluate.tta_flip`` the mirrored-photo
 average is reported beside the plain figures, under ``tta_flip``, never instead of them.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 import pandas as pd
+from pydantic import Field
 from sklearn.metrics import ConfusionMatrixDisplay
 
 from clothing.classifier import class_indices, load_classifier
 from clothing.errors import run_stage
-from clothing.files import write_csv, write_json
+from clothing.files import read_table, write_csv, write_json
 from clothing.images import load_images
-from clothing.metrics import per_class, reliability, scores
-from clothing.params import load_params
+from clothing.metrics import coverage, per_class, reliability, scores
+from clothing.params import Section, load_section
 from clothing.plots import plt, save_png
 
 MODEL = Path("models/model.keras")
@@ -25,11 +28,17 @@ TEST = Path("data/split/test.csv")
 OUT = Path("metrics/eval")
 
 
+class EvaluateParams(Section):
+    tta_flip: bool  # also report the average over each photo and its mirror image, beside
+    calibration_bins: Annotated[int, Field(ge=2)]
+    gallery_size: Annotated[int, Field(ge=0)]
+
+
 def main() -> None:
-    params = load_params().evaluate
+    params = load_section("evaluate", EvaluateParams)
     classifier = load_classifier(MODEL)
     classes = classifier.info.classes
-    test = pd.read_csv(TEST, dtype=str)
+    test = read_table(TEST)
     labels = class_indices(test["label"], classes, str(TEST))
 
     images = load_images(test["path"], classifier.info.image_size, desc="decode test")
@@ -53,6 +62,8 @@ def main() -> None:
     write_csv(OUT / "predictions.csv", predictions)
     bins = reliability(labels, probabilities, params.calibration_bins)
     write_csv(OUT / "reliability.csv", bins.round(4))
+    # What `predict --min-confidence` trades: photos answered against accuracy on those.
+    write_csv(OUT / "coverage.csv", coverage(labels, probabilities).round(4))
 
     plot_confusion(labels, predicted, classes, OUT / "confusion_normalized.png")
     plot_reliability(bins, summary["ece"], OUT / "reliability.png")

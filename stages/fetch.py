@@ -13,15 +13,26 @@ import time
 import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Annotated
 
 import requests
+from pydantic import Field, NonNegativeInt, PositiveFloat
 from tqdm import tqdm
 
 from clothing.errors import PipelineError, run_stage
 from clothing.files import atomic_dir, tree_digest
-from clothing.params import FetchParams, load_params
+from clothing.params import Section, load_section, mirror_folders
 
 OUT = Path("data/raw")
+
+
+class FetchParams(Section):
+    url: str
+    archive: str
+    # SHA-256 of the extracted files' paths and contents (clothing.files.tree_digest).
+    content_sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+    retries: NonNegativeInt
+    timeout_s: PositiveFloat
 
 
 class SourceError(Exception):
@@ -33,11 +44,10 @@ class TransientError(Exception):
 
 
 def main() -> None:
-    all_params = load_params()
-    params = all_params.fetch
+    params = load_section("fetch", FetchParams)
     failures = []
     with atomic_dir(OUT) as dest:
-        for name, get_archive in sources(params, all_params.mirrors):
+        for name, get_archive in sources(params, mirror_folders()):
             scratch = dest / ".download"
             scratch.mkdir()
             try:
@@ -53,10 +63,10 @@ def main() -> None:
         raise PipelineError("could not fetch the dataset. " + "; ".join(failures))
 
 
-def sources(params: FetchParams, mirrors: list[str]) -> Iterator[tuple[str, Callable[[Path], Path]]]:
+def sources(params: FetchParams, mirrors: list[Path]) -> Iterator[tuple[str, Callable[[Path], Path]]]:
     """Yield (description, function that puts the archive in a scratch dir and returns its path)."""
     for mirror in mirrors:
-        path = Path(mirror) / params.archive
+        path = mirror / params.archive
         yield str(path), lambda _scratch, path=path: from_mirror(path)
     yield params.url, lambda scratch: download(params, scratch / params.archive)
 

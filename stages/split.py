@@ -8,22 +8,40 @@ fractions are then met as closely as whole contributors allow.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import pandas as pd
+from pydantic import Field, NonNegativeInt, model_validator
 from sklearn.model_selection import StratifiedGroupKFold, train_test_split
 
 from clothing.errors import PipelineError, run_stage
-from clothing.files import atomic_dir, write_csv, write_json
-from clothing.params import SplitParams, load_params
+from clothing.files import atomic_dir, read_table, write_csv, write_json
+from clothing.params import Section, load_section
 
 LABELS = Path("data/clean/labels.csv")
 OUT = Path("data/split")
 SPLITS = ("train", "val", "test")
+Fraction = Annotated[float, Field(gt=0, lt=1)]
+
+
+class SplitParams(Section):
+    seed: NonNegativeInt
+    train: Fraction
+    val: Fraction
+    test: Fraction
+    group_by_sender: bool  # each contributor's photos in one split only
+
+    @model_validator(mode="after")
+    def _fractions_sum_to_one(self) -> SplitParams:
+        total = self.train + self.val + self.test
+        if abs(total - 1) > 1e-6:
+            raise ValueError(f"train + val + test must sum to 1, got {total:g}")
+        return self
 
 
 def main() -> None:
-    params = load_params().split
-    labels = pd.read_csv(LABELS, dtype=str, keep_default_na=False)
+    params = load_section("split", SplitParams)
+    labels = read_table(LABELS)
     parts = split(labels, params)
     with atomic_dir(OUT) as out:
         for name, part in parts.items():

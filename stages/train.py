@@ -1,4 +1,4 @@
-"""train: data/split/{train,val}.csv -> models/model.keras (+ model.json), metrics/train.json.
+"""train: data/split/{train,val}.csv and models/weights/ -> models/model.keras (+ model.json), metrics/train.json.
 
 Transfer learning on a CPU budget. The backbone is cut in two: the frozen bottom runs
 once per training image and augmented view (``train.augment.views``), and only the top
@@ -11,59 +11,95 @@ split is not read here.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Annotated, Literal
 
 import numpy as np
-import pandas as pd
 from dvclive import Live
+from pydantic import Field, NonNegativeInt, PositiveFloat
 from tqdm import tqdm
 
-from clothing.backbones import build_backbone, split_at_fraction, weights_used
+from clothing.backbones import BACKBONES, BackboneName
 from clothing.classifier import ModelInfo, class_indices, save_classifier
 from clothing.errors import PipelineError, run_stage
-from clothing.files import sha256_file, write_json
+from clothing.files import read_table, write_json
 from clothing.images import load_images
-from clothing.params import AugmentParams, TrainParams, load_params
-from clothing.preprocess import PREPROCESS
+from clothing.networks import build_backbone, split_at_fraction
+from clothing.params import Section, load_section
+from clothing.system import cpu_description, peak_memory_mb
 from clothing.tf import keras, tf
 
 SPLIT = Path("data/split")
+WEIGHTS = Path("models/weights")
 MODEL = Path("models/model.keras")
 CURVES = Path("metrics/train")
+TIMING = Path("metrics/timing/train.json")
+Rate = Annotated[float, Field(ge=0, lt=1)]
+
+
+class AugmentParams(Section):
+    enabled: bool
+    views: Annotated[int, Field(ge=1)]  # views of each photo cached; epoch e trains on view e mod views
+    strength: Annotated[float, Field(ge=0, le=2)]
+
+
+class PhaseParams(Section):
+    epochs: NonNegativeInt
+    lr: PositiveFloat
+
+
+class FineTuneParams(PhaseParams):
+    unfreeze: Annotated[float, Field(ge=0, le=1)]  # fraction of the backbone's layers, from the top
+    schedule: Literal["cosine", "constant"]
+
+
+class TrainParams(Section):
+    backbone: BackboneName
+    weights: str | None  # resolved by the weights stage
+    image_size: Annotated[int, Field(ge=32, le=1024)]
+    batch_size: Annotated[int, Field(ge=1)]
+    seed: NonNegativeInt  # every random choice of training derives from it
+    dropout: Rate
+    label_smoothing: Rate
+    class_weighting: bool
+    augment: AugmentParams
+    head: PhaseParams
+    fine_tune: FineTuneParams
 
 
 def main() -> None:
-    params = load_params()
-    p = params.train
-    if p is None:
-        raise PipelineError("params.yaml: train: missing section")
+    p = load_section("train", TrainParams)
     keras.utils.set_random_seed(p.seed)
     tf.config.experimental.enable_op_determinism()
     wall: dict[str, float] = {}
 
-    train, val = (pd.read_csv(SPLIT / f"{name}.csv", dtype=str) for name in ("train", "val"))
+    train, val = (read_table(SPLIT / f"{name}.csv") for name in ("train", "val"))
     classes = sorted(train["label"].unique())
     y_train = class_indices(train["label"], classes, str(SPLIT / "train.csv"))
     y_val = class_indices(val["label"], classes, f"{SPLIT / 'val.csv'} (classes are those of train.csv)")
 
-    backbone = build_backbone(p.backbone, p.image_size, p.weights, params.mirrors)
+    weights = starting_weights(p.backbone)
+    backbone = build_backbone(p.backbone, p.image_size, weights and WEIGHTS / weights["file"])
     # Random weights are not worth protecting: train the whole network.
-    frozen, top = split_at_fraction(backbone, 1.0 if p.weights is None else p.fine_tune.unfreeze)
-    preprocess = PREPROCESS[p.backbone]
+    frozen, top = split_at_fraction(backbone, 1.0 if weights is None else p.fine_tune.unfreeze)
+    preprocess = BACKBONES[p.backbone].preprocess
 
     with timed(wall, "decode"):
         train_images = load_images(train["path"], p.image_size, desc="decode train")
         val_images = load_images(val["path"], p.image_size, desc="decode val")
     with timed(wall, "frozen_features"):
-        views = [frozen_features(frozen, preprocess(augmented(train_images, v, p.augment))) for v in views_of(p)]
+        views = [
+            frozen_features(frozen, preprocess(augmented(train_images, v, p.augment, p.seed))) for v in views_of(p)
+        ]
         val_features = frozen_features(frozen, preprocess(val_images.astype(np.float32)))
 
     head = classifier_head(top, len(classes), p.dropout)
-    weights = class_weights(y_train, len(classes)) if p.class_weighting else None
-    data = CachedViews(views, y_train, len(classes), p.batch_size, p.seed, weights)
+    per_class = class_weights(y_train, len(classes)) if p.class_weighting else None
+    data = CachedViews(views, y_train, len(classes), p.batch_size, p.seed, per_class)
     validation = (val_features, keras.utils.to_categorical(y_val, len(classes)))
     best = KeepBest()
     with Live(str(CURVES), dvcyaml=None, save_dvc_exp=False) as live:
@@ -71,10 +107,10 @@ def main() -> None:
         with timed(wall, "head"):
             # Random weights have nothing to protect, and a head fitted to random features
             # is thrown off when batch norm starts to learn: all of it trains from the start.
-            top.trainable = p.weights is None
+            top.trainable = weights is None
             fit(head, data, validation, p.head.epochs, p.head.lr, "constant", p.label_smoothing, callbacks)
         with timed(wall, "fine_tune"):
-            unfreeze(top, pretrained=p.weights is not None)
+            unfreeze(top, pretrained=weights is not None)
             phase = p.fine_tune
             fit(head, data, validation, phase.epochs, phase.lr, phase.schedule, p.label_smoothing, callbacks,
                 initial_epoch=p.head.epochs)  # fmt: skip
@@ -91,14 +127,24 @@ def main() -> None:
         "val_accuracy": best.logs["val_accuracy"],
         "val_loss": best.logs["val_loss"],
         "train_accuracy": best.logs["accuracy"],
-        "epochs_run": p.head.epochs + p.fine_tune.epochs,
+        "epochs_run": best.epochs_run,
         "trainable_layers": len(top.layers) - 1,
         "frozen_layers": len(frozen.layers) - 1,
         "params": model.count_params(),
-        "weights": weights_record(weights_used(p.backbone, p.weights, params.mirrors)),
-        "wall_seconds": {k: round(v, 1) for k, v in wall.items()} | {"total": round(sum(wall.values()), 1)},
+        "weights": weights,
     })  # fmt: skip
+    # Timings vary from run to run: apart from the metrics, so a reproduction diffs clean.
+    wall_seconds = {k: round(v, 1) for k, v in wall.items()} | {"total": round(sum(wall.values()), 1)}
+    write_json(TIMING, {"cpu": cpu_description(), "wall_seconds": wall_seconds, "peak_memory_mb": peak_memory_mb()})
     print(f"train: best epoch {best.epoch + 1}, val accuracy {best.logs['val_accuracy']:.4f}")
+
+
+def starting_weights(backbone: str) -> dict[str, str] | None:
+    """The weights stage's file and its SHA-256, or None for random weights."""
+    record = json.loads((WEIGHTS / "weights.json").read_text())
+    if record["backbone"] != backbone:
+        raise PipelineError(f"{WEIGHTS}: weights for {record['backbone']}, not {backbone}: run the weights stage")
+    return None if record["file"] is None else {"file": record["file"], "sha256": record["sha256"]}
 
 
 @contextmanager
@@ -108,27 +154,26 @@ def timed(wall: dict[str, float], name: str) -> Iterator[None]:
     wall[name] = time.perf_counter() - start
 
 
-def weights_record(path: Path | None) -> dict[str, str] | None:
-    """Which weights file the backbone started from: a mirror's stand-in and Keras' own differ."""
-    return None if path is None else {"file": str(path), "sha256": sha256_file(path)}
-
-
 def views_of(p: TrainParams) -> range:
     return range(p.augment.views if p.augment.enabled else 1)
 
 
-def augmented(images: np.ndarray, view: int, augment: AugmentParams) -> np.ndarray:
-    """View 0 is the photo, view 1 its mirror image, later views random zoom/shift/turn of either."""
+def augmented(images: np.ndarray, view: int, augment: AugmentParams, seed: int) -> np.ndarray:
+    """View 0 is the photo, view 1 its mirror image, later views random zoom/shift/turn of either.
+
+    Each view's random draws derive from ``train.seed`` and the view number.
+    """
     images = images.astype(np.float32)
     if view % 2 == 1:
         images = images[:, :, ::-1]
     if view < 2 or augment.strength == 0:
         return images
     s = augment.strength
+    zoom, shift, turn = (int(x) for x in np.random.SeedSequence([seed, view]).generate_state(3))
     jitter = keras.Sequential([
-        keras.layers.RandomZoom((-0.2 * s, 0.1 * s), seed=view, fill_mode="reflect"),
-        keras.layers.RandomTranslation(0.1 * s, 0.1 * s, seed=view + 1, fill_mode="reflect"),
-        keras.layers.RandomRotation(0.03 * s, seed=view + 2, fill_mode="reflect"),
+        keras.layers.RandomZoom((-0.2 * s, 0.1 * s), seed=zoom, fill_mode="reflect"),
+        keras.layers.RandomTranslation(0.1 * s, 0.1 * s, seed=shift, fill_mode="reflect"),
+        keras.layers.RandomRotation(0.03 * s, seed=turn, fill_mode="reflect"),
     ])  # fmt: skip
     batches = np.array_split(images, len(images) // 64 + 1)
     return np.concatenate([jitter(batch, training=True).numpy() for batch in batches])
@@ -223,8 +268,10 @@ class KeepBest(keras.callbacks.Callback):
     def __init__(self) -> None:
         super().__init__()
         self.weights, self.epoch, self.logs = None, -1, {"val_accuracy": -1.0}
+        self.epochs_run = 0
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        self.epochs_run += 1
         if logs["val_accuracy"] > self.logs["val_accuracy"]:
             self.weights, self.epoch, self.logs = self.model.get_weights(), epoch, dict(logs)
 

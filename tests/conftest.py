@@ -6,6 +6,7 @@ kind of trouble the real data has or could have.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -13,6 +14,7 @@ import sys
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
@@ -47,7 +49,7 @@ TINY_TRAIN = {
     "batch_size": 8,
     "augment": {"enabled": True, "views": 3, "strength": 1.0},
     "head": {"epochs": 1, "lr": 0.01},
-    "fine_tune": {"epochs": 2, "lr": 0.003, "unfreeze": 0.5, "schedule": "cosine"},
+    "fine_tune": {"epochs": 15, "lr": 0.01, "unfreeze": 0.5, "schedule": "cosine"},
 }
 
 
@@ -158,13 +160,17 @@ def update_params(project: Path, changes: dict, base: Path | None = None) -> Non
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 
-def run(project: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+def run(project: Path, *args: str, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
     """Run a command in the project copy with this interpreter's environment first on PATH."""
-    env = os.environ | {
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-        "TF_USE_LEGACY_KERAS": "1",
-        "TF_CPP_MIN_LOG_LEVEL": "2",
-    }
+    env = (
+        os.environ
+        | {
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+            "TF_USE_LEGACY_KERAS": "1",
+            "TF_CPP_MIN_LOG_LEVEL": "2",
+        }
+        | (env or {})
+    )
     result = subprocess.run(args, cwd=project, env=env, capture_output=True, text=True)
     if check and result.returncode != 0:
         raise AssertionError(f"{args} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
@@ -180,3 +186,12 @@ def error_line(result: subprocess.CompletedProcess) -> str:
     assert result.returncode != 0
     assert "Traceback" not in result.stderr, result.stderr
     return result.stderr.strip().splitlines()[-1]
+
+
+def stage_module(name: str) -> ModuleType:
+    """A stage script imported as a module, for its params schema and its functions."""
+    spec = importlib.util.spec_from_file_location(f"stage_{name}", REPO / "stages" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # pydantic resolves the schemas' annotations through it
+    spec.loader.exec_module(module)
+    return module

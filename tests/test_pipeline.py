@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import ast
+import hashlib
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import EXPECTED_KEPT, run
+from conftest import EXPECTED_KEPT, TINY_TRAIN, Archive, make_project, run, update_params
+
+from clothing.tf import keras
+
+MOBILENET_FILE = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
+GIT_USER = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
 
 REPO = Path(__file__).resolve().parents[1]
 PIPELINE = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
@@ -46,3 +53,50 @@ def test_a_stage_depends_on_every_module_it_imports(stage: str) -> None:
     deps = set(PIPELINE[stage]["deps"])
     imported = {f"src/clothing/{module}.py" for module in clothing_imports(REPO / f"stages/{stage}.py")}
     assert imported - deps == set()
+
+
+def test_a_quantize_change_reruns_only_quantize(trained: Path, tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    shutil.copytree(trained, project, symlinks=True)
+    update_params(project, {"quantize": {"representative_size": 8, "warmup_runs": 1, "latency_runs": 5}})
+    run(project, "dvc", "repro")
+    assert run(project, "dvc", "status", "--quiet", check=False).returncode == 0
+    update_params(project, {"quantize": {"warmup_runs": 2}})
+    for code in ("stages/quantize.py", "src/clothing/latency.py"):  # its schema, a quantize-only helper
+        with (project / code).open("a") as file:
+            file.write("# changed\n")
+    assert set(json.loads(run(project, "dvc", "status", "--json").stdout)) == {"quantize"}
+
+
+def test_a_queued_experiment_uses_the_workspace_mirror(tmp_path: Path, archive: Archive) -> None:
+    """A queued experiment runs in a copy under .dvc/tmp/exps/, where ../mirror is another folder."""
+    mirror = tmp_path / "mirror"
+    (mirror / "keras/models").mkdir(parents=True)
+    keras.applications.MobileNetV2(input_shape=(32, 32, 3), include_top=False, weights=None).save_weights(
+        mirror / "keras/models" / MOBILENET_FILE
+    )
+    home_cache = tmp_path / "home/.keras/models"  # a different file of the same name in Keras' cache
+    home_cache.mkdir(parents=True)
+    (home_cache / MOBILENET_FILE).write_bytes(b"not the mirror's file")
+    env = GIT_USER | {"HOME": str(tmp_path / "home")}
+
+    project = make_project(tmp_path / "repo", archive)
+    update_params(project, {"mirrors": ["../mirror"], "train": TINY_TRAIN | {"backbone": "mobilenet_v2"}})
+    update_params(project, {"train": {"weights": "imagenet"}})
+    run(project, "git", "init", "-q", env=env)
+    run(project, "dvc", "init", "-q", env=env)
+    run(project, "git", "add", "-A", env=env)
+    run(project, "git", "commit", "-qm", "tiny", env=env)
+    run(project, "dvc", "exp", "run", "--queue", "-n", "queued", "weights", env=env)
+    run(project, "dvc", "exp", "run", "--run-all", env=env)
+    # The experiment's dvc.lock, and the weights file it recorded, as DVC cached it.
+    ref = run(project, "git", "for-each-ref", "--format=%(refname)", "refs/exps", env=env).stdout.split()[0]
+    lock = yaml.safe_load(run(project, "git", "show", f"{ref}:dvc.lock", env=env).stdout)
+    (weights_dir,) = lock["stages"]["weights"]["outs"]
+    manifest = json.loads(cached(project, weights_dir["md5"]).read_text())
+    copied = next(entry["md5"] for entry in manifest if entry["relpath"] == MOBILENET_FILE)
+    assert copied == hashlib.md5((mirror / "keras/models" / MOBILENET_FILE).read_bytes()).hexdigest()
+
+
+def cached(project: Path, md5: str) -> Path:
+    return project / ".dvc/cache/files/md5" / md5[:2] / md5[2:]

@@ -16,7 +16,7 @@ from conftest import photo
 from PIL import Image
 
 from clothing.classifier import load_classifier
-from clothing.cli import decoded_ahead, main
+from clothing.cli import decoded_ahead, default_model, main
 from clothing.errors import PipelineError
 from clothing.images import load_image
 
@@ -38,6 +38,9 @@ def photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
     Image.new("L", (40, 40), 90).save(good / "gray.jpg")
     Image.new("CMYK", (40, 40), (0, 200, 200, 0)).save(good / "cmyk.jpg")
     Image.new("RGB", (10000, 10000), (40, 40, 200)).save(good / "huge.jpg", quality=50)
+    Image.new("RGB", (40, 40), (40, 160, 40)).save(good / "phone.heic")
+    Image.new("RGB", (40, 40), (40, 160, 40)).save(good / "web.avif")
+    photo(good / "camera.jfif", (200, 40, 40), 2)
     (bad / "empty.jpg").write_bytes(b"")
     (bad / "notes.jpg").write_text("this is not a photo\n")
     data = (good / "red.jpg").read_bytes()
@@ -53,14 +56,38 @@ def rows(text: str) -> dict[str, str]:
 def test_good_photos_in_awkward_formats_are_classified(trained: Path, photos: Path) -> None:
     result = cli("predict", str(photos / "good"), "--format", "csv", cwd=trained)
     assert result.returncode == 0, result.stderr
-    assert sorted(Path(f).name for f in rows(result.stdout)) == [
-        "alpha.png",
-        "cmyk.jpg",
-        "gray.jpg",
-        "huge.jpg",
-        "red.jpg",
-    ]
-    assert len(result.stdout.strip().splitlines()) == 1 + 5 * 3  # header, top 3 per photo
+    names = ["alpha.png", "camera.jfif", "cmyk.jpg", "gray.jpg", "huge.jpg", "phone.heic", "red.jpg", "web.avif"]
+    assert sorted(Path(f).name for f in rows(result.stdout)) == names
+    assert len(result.stdout.strip().splitlines()) == 1 + len(names) * 3  # header, top 3 per photo
+
+
+@pytest.mark.parametrize(
+    ("name", "rgb"),
+    [
+        ("alpha.png", (147, 207, 147)),  # 50% green over white, not over black
+        ("cmyk.jpg", (255, 55, 55)),  # C0 M200 Y200 K0 is a red
+        ("gray.jpg", (90, 90, 90)),
+        ("phone.heic", (40, 160, 40)),
+        ("web.avif", (40, 160, 40)),
+    ],
+)
+def test_awkward_formats_decode_to_the_colours_a_viewer_shows(photos: Path, name: str, rgb: tuple) -> None:
+    pixels = load_image(photos / "good" / name, 8).reshape(-1, 3).astype(int)
+    assert np.abs(pixels - rgb).max() <= 4, pixels.mean(axis=0)
+
+
+def test_a_huge_jpeg_is_decoded_at_reduced_scale(photos: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    decoded_sizes = []
+    resize = Image.Image.resize
+
+    def recording_resize(self: Image.Image, *args: object, **kwargs: object) -> Image.Image:
+        decoded_sizes.append(self.size)
+        return resize(self, *args, **kwargs)
+
+    monkeypatch.setattr(Image.Image, "resize", recording_resize)
+    pixels = load_image(photos / "good/huge.jpg", 32)
+    assert decoded_sizes == [(1250, 1250)]  # 10000 / 8: the JPEG decoder's smallest scale that keeps 32 px
+    assert np.abs(pixels.reshape(-1, 3).astype(int) - (40, 40, 200)).max() <= 4
 
 
 def test_each_bad_file_gets_one_line_and_the_good_ones_still_run(trained: Path, photos: Path) -> None:
@@ -139,8 +166,46 @@ def test_python_api_matches_the_cli(trained: Path) -> None:
     classifier = load_classifier(trained / "models/model.keras")
     files = sorted((trained / "data/raw/images").glob("pants-0*.jpg"))
     probabilities = classifier.predict_files(files)
-    assert probabilities.shape == (len(files), 3)
-    np.testing.assert_allclose(probabilities.sum(axis=1), 1, rtol=1e-5)
+    result = cli("predict", *map(str, files), "--format", "json", "--top-k", "3", cwd=trained)
+    assert result.returncode == 0, result.stderr
+    records = json.loads(result.stdout)
+    assert [r["file"] for r in records] == [str(f) for f in files]
+    for record, row in zip(records, probabilities, strict=True):
+        for prediction in record["predictions"]:
+            index = classifier.info.classes.index(prediction["class"])
+            assert prediction["probability"] == pytest.approx(row[index], abs=6e-5)
+
+
+def test_min_confidence_marks_uncertain_photos(trained: Path) -> None:
+    files = [str(p) for p in sorted((trained / "data/raw/images").glob("*-0[0-4].jpg"))]
+    records = json.loads(cli("predict", *files, "--format", "json", cwd=trained).stdout)
+    confidence = sorted(r["predictions"][0]["probability"] for r in records)
+    assert not any(r["uncertain"] for r in records)  # no threshold, nothing uncertain
+    threshold = (confidence[0] + confidence[-1]) / 2
+    assert confidence[0] < threshold < confidence[-1]
+    result = cli("predict", *files, "--format", "json", "--min-confidence", str(threshold), cwd=trained)
+    flagged = {r["file"]: r["uncertain"] for r in json.loads(result.stdout)}
+    assert flagged == {r["file"]: r["predictions"][0]["probability"] < threshold for r in records}
+    table = cli("predict", *files, "--min-confidence", str(threshold), cwd=trained).stdout
+    assert table.count("uncertain: ") == sum(flagged.values())
+
+
+def test_default_model_is_found_from_another_folder(trained: Path, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    photo(tmp_path / "red.jpg", (200, 40, 40), 1)
+    monkeypatch.setattr("clothing.cli.PROJECT_MODEL", trained / "models/model.keras")
+    assert main(["predict", "red.jpg", "--output", "out.txt"]) == 0
+    assert (tmp_path / "out.txt").read_text().startswith("red.jpg  ")
+    monkeypatch.setattr("clothing.cli.PROJECT_MODEL", tmp_path / "nowhere/model.keras")
+    with pytest.raises(PipelineError, match=r"no model: looked for .*models/model.keras and .*nowhere/model.keras"):
+        default_model()
+
+
+def test_a_tflite_file_without_its_classes_file_says_so(trained: Path, tmp_path: Path) -> None:
+    alone = tmp_path / "model.tflite"
+    alone.write_bytes(b"not read")
+    with pytest.raises(PipelineError, match=r"its classes file model\.json is missing: copy it from beside"):
+        load_classifier(alone)
 
 
 def test_photos_decode_ahead_in_order_with_bounded_memory() -> None:

@@ -9,7 +9,6 @@ and preprocessed the same way everywhere.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -17,10 +16,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from clothing.backbones import BACKBONES
 from clothing.errors import PipelineError
 from clothing.files import atomic_file, write_json
 from clothing.images import load_images
-from clothing.preprocess import PREPROCESS
+from clothing.system import usable_cores
 
 if TYPE_CHECKING:
     from clothing.tf import keras
@@ -45,7 +45,7 @@ class Classifier:
 
     def preprocess(self, images: np.ndarray) -> np.ndarray:
         """uint8 RGB images of the model's size -> the float32 batch ``forward`` takes."""
-        return PREPROCESS[self.info.backbone](images.astype(np.float32))
+        return BACKBONES[self.info.backbone].preprocess(images.astype(np.float32))
 
     def predict(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
         """Class probabilities, one row per uint8 RGB image of the model's size."""
@@ -78,10 +78,14 @@ def save_classifier(model: keras.Model, info: ModelInfo, path: str | Path) -> No
 
 
 def load_classifier(path: str | Path, threads: int | None = None) -> Classifier:
-    """Load ``.keras`` or ``.tflite`` (with ``threads`` interpreter threads, default all cores)."""
+    """Load ``.keras`` or ``.tflite`` (with ``threads`` interpreter threads, default all usable cores)."""
     path = Path(path)
     if not path.is_file():
         raise PipelineError(f"{path}: no such model file")
+    if not info_path(path).is_file():
+        raise PipelineError(
+            f"{path}: its classes file {info_path(path).name} is missing: copy it from beside the original model"
+        )
     try:
         info = ModelInfo(**json.loads(info_path(path).read_text()))
     except (OSError, ValueError, TypeError) as error:
@@ -101,7 +105,7 @@ def tflite_forward(path: Path, threads: int | None = None) -> Callable[[np.ndarr
     """The LiteRT interpreter (XNNPACK) on whole batches; int8 inputs and outputs quantized here."""
     from ai_edge_litert.interpreter import Interpreter
 
-    interpreter = Interpreter(model_path=str(path), num_threads=threads or os.cpu_count())
+    interpreter = Interpreter(model_path=str(path), num_threads=threads or usable_cores())
     interpreter.allocate_tensors()
     (source,), (sink,) = interpreter.get_input_details(), interpreter.get_output_details()
 

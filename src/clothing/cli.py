@@ -11,7 +11,6 @@ import csv
 import glob
 import io
 import json
-import os
 import sys
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -27,7 +26,9 @@ from clothing.errors import PipelineError
 if TYPE_CHECKING:
     from clothing.classifier import Classifier
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".jfif", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".heic", ".heif", ".avif"}
+# The project's own model, found from any folder: the package is installed from the repo (pip -e).
+PROJECT_MODEL = Path(__file__).resolve().parents[2] / "models" / "model.keras"
 BATCH = 32
 T = TypeVar("T")
 
@@ -49,11 +50,20 @@ def parser() -> argparse.ArgumentParser:
     commands = root.add_subparsers(dest="command", required=True)
     predict = commands.add_parser("predict", help="classify photos: files, directories or glob patterns")
     predict.add_argument("paths", nargs="+", metavar="PATH")
-    predict.add_argument("--model", default="models/model.keras", help=".keras or .tflite (default: %(default)s)")
+    predict.add_argument(
+        "--model", type=Path, help="a .keras or .tflite file (default: models/model.keras here, else the project's)"
+    )
     predict.add_argument("--top-k", type=int, default=3, help="classes shown per photo (default: %(default)s)")
     predict.add_argument("--format", choices=("table", "json", "csv"), default="table")
     predict.add_argument("--output", type=Path, help="write here instead of standard output")
-    predict.add_argument("--threads", type=int, help="TFLite interpreter threads (default: all cores)")
+    predict.add_argument("--threads", type=int, help="TFLite interpreter threads (default: all usable cores)")
+    predict.add_argument(
+        "--min-confidence",
+        type=float,
+        default=0.0,
+        metavar="P",
+        help="mark a photo 'uncertain' when its top probability is below P (default: %(default)s, never)",
+    )
     return root
 
 
@@ -63,19 +73,31 @@ def predict(args: argparse.Namespace) -> int:
 
     if args.top_k < 1:
         raise PipelineError("--top-k must be at least 1")
+    if not 0 <= args.min_confidence <= 1:
+        raise PipelineError("--min-confidence must be between 0 and 1")
     files, failures = expand(args.paths)
-    classifier = load_classifier(args.model, threads=args.threads)
+    classifier = load_classifier(args.model or default_model(), threads=args.threads)
     rows, bad = classify(classifier, files)
     failures += bad
     for path, reason in failures:
         print(f"error: {path}: {reason}", file=sys.stderr)
-    text = render(rows, classifier.info.classes, min(args.top_k, len(classifier.info.classes)), args.format)
+    top_k = min(args.top_k, len(classifier.info.classes))
+    text = render(rows, classifier.info.classes, top_k, args.format, args.min_confidence)
     if args.output:
         with atomic_file(args.output) as tmp:
             tmp.write_text(text)
     else:
         sys.stdout.write(text)
     return 1 if failures else 0
+
+
+def default_model() -> Path:
+    """``models/model.keras`` in this folder, else the project's; one clear error if neither exists."""
+    here = Path("models/model.keras")
+    for candidate in (here, PROJECT_MODEL):
+        if candidate.is_file():
+            return candidate
+    raise PipelineError(f"no model: looked for {here.resolve()} and {PROJECT_MODEL}; run `make repro` or pass --model")
 
 
 def expand(patterns: Iterable[str]) -> tuple[list[Path], list[tuple[str, str]]]:
@@ -104,6 +126,7 @@ def expand(patterns: Iterable[str]) -> tuple[list[Path], list[tuple[str, str]]]:
 def classify(classifier: Classifier, files: list[Path]) -> tuple[list[tuple[Path, np.ndarray]], list[tuple[str, str]]]:
     """Predict in batches while the next photos decode; files that do not decode are reported, not fatal."""
     from clothing.images import ImageError, load_image
+    from clothing.system import usable_cores
 
     def decode(path: Path) -> np.ndarray | str:
         try:
@@ -116,7 +139,7 @@ def classify(classifier: Classifier, files: list[Path]) -> tuple[list[tuple[Path
         return [(path, p) for (path, _), p in zip(good, probabilities, strict=True)]
 
     rows, failures, good = [], [], []
-    with ThreadPoolExecutor(os.cpu_count()) as pool, tqdm(total=len(files), unit="img", disable=len(files) <= 1) as bar:
+    with ThreadPoolExecutor(usable_cores()) as pool, tqdm(total=len(files), unit="img", disable=len(files) <= 1) as bar:
         for path, image in decoded_ahead(pool, decode, files, ahead=2 * BATCH):
             bar.update()
             if isinstance(image, str):
@@ -145,22 +168,30 @@ def decoded_ahead(
         yield done, future.result()
 
 
-def render(rows: list[tuple[Path, np.ndarray]], classes: list[str], top_k: int, fmt: str) -> str:
-    ranked = [(str(path), [(classes[i], float(p[i])) for i in np.argsort(-p)[:top_k]]) for path, p in rows]
+def render(rows: list[tuple[Path, np.ndarray]], classes: list[str], top_k: int, fmt: str, min_confidence: float) -> str:
+    """One record per photo: its top-k classes, and whether its top probability is below ``min_confidence``."""
+    ranked = [
+        (str(path), [(classes[i], float(p[i])) for i in np.argsort(-p)[:top_k]], bool(p.max() < min_confidence))
+        for path, p in rows
+    ]
     if fmt == "json":
         records = [
-            {"file": f, "predictions": [{"class": c, "probability": round(p, 4)} for c, p in top]} for f, top in ranked
+            {"file": f, "uncertain": unsure, "predictions": [{"class": c, "probability": round(p, 4)} for c, p in top]}
+            for f, top, unsure in ranked
         ]
         return json.dumps(records, indent=2) + "\n"
     if fmt == "csv":
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(["file", "rank", "class", "probability"])
-        for f, top in ranked:
-            writer.writerows([f, rank, c, f"{p:.4f}"] for rank, (c, p) in enumerate(top, start=1))
+        writer.writerow(["file", "rank", "class", "probability", "uncertain"])
+        for f, top, unsure in ranked:
+            writer.writerows([f, rank, c, f"{p:.4f}", unsure] for rank, (c, p) in enumerate(top, start=1))
         return out.getvalue()
-    width = max((len(f) for f, _ in ranked), default=4)
-    lines = [f"{f:<{width}}  " + "  ".join(f"{c} {p:.1%}" for c, p in top) for f, top in ranked]
+    width = max((len(f) for f, _, _ in ranked), default=4)
+    lines = [
+        f"{f:<{width}}  " + ("uncertain: " if unsure else "") + "  ".join(f"{c} {p:.1%}" for c, p in top)
+        for f, top, unsure in ranked
+    ]
     return "".join(line + "\n" for line in lines)
 
 

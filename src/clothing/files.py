@@ -55,6 +55,13 @@ def write_json(path: str | Path, data: Any) -> None:
         tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
 
 
+def read_table(path: str | Path) -> pd.DataFrame:
+    """A CSV of the pipeline as text, every cell as written: a label "NA" or "None" stays that label."""
+    import pandas as pd
+
+    return pd.read_csv(path, dtype=str, keep_default_na=False)
+
+
 def write_csv(path: str | Path, frame: pd.DataFrame) -> None:
     with atomic_file(path) as tmp:
         frame.to_csv(tmp, index=False, lineterminator="\n")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -10,7 +9,12 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+from pillow_heif import register_heif_opener
 from tqdm import tqdm
+
+from clothing.system import usable_cores
+
+register_heif_opener()  # phones' HEIC/HEIF photos; Pillow itself reads AVIF
 
 
 class ImageError(Exception):
@@ -67,6 +71,6 @@ def load_image(path: str | Path, size: int) -> np.ndarray:
 
 def load_images(paths: Sequence[str | Path], size: int, desc: str = "decode") -> np.ndarray:
     """Decode and resize many photos in parallel (PIL releases the GIL), with a progress bar."""
-    with ThreadPoolExecutor(max_workers=os.cpu_count()) as pool:
+    with ThreadPoolExecutor(max_workers=usable_cores()) as pool:
         arrays = list(tqdm(pool.map(lambda p: load_image(p, size), paths), total=len(paths), desc=desc, unit="img"))
     return np.stack(arrays) if arrays else np.zeros((0, size, size, 3), np.uint8)

@@ -52,3 +52,15 @@ def reliability(labels: np.ndarray, probabilities: np.ndarray, bins: int) -> pd.
 def expected_calibration_error(labels: np.ndarray, probabilities: np.ndarray, bins: int = 15) -> float:
     table = reliability(labels, probabilities, bins).dropna()
     return float((table["count"] * (table["accuracy"] - table["confidence"]).abs()).sum() / len(labels))
+
+
+def coverage(labels: np.ndarray, probabilities: np.ndarray, step: float = 0.05) -> pd.DataFrame:
+    """For each confidence threshold: the share of photos at or above it, and the accuracy on those."""
+    confidence = probabilities.max(axis=1)
+    correct = probabilities.argmax(axis=1) == labels
+    rows = []
+    for threshold in np.arange(0, 1, step):
+        answered = confidence >= threshold
+        accuracy = correct[answered].mean() if answered.any() else np.nan
+        rows.append({"threshold": threshold, "coverage": answered.mean(), "accuracy": accuracy})
+    return pd.DataFrame(rows)

@@ -1,6 +1,6 @@
 """Each backbone's ``preprocess_input`` in plain NumPy, so that a TFLite model runs without
-importing TensorFlow (seconds of start-up). tests/test_preprocess.py checks each against
-the Keras function it replaces.
+importing TensorFlow (seconds of start-up). :data:`clothing.backbones.BACKBONES` says which
+backbone uses which; tests/test_preprocess.py checks each against the Keras function it replaces.
 """
 
 from __future__ import annotations
@@ -28,12 +28,3 @@ def unchanged(images: np.ndarray) -> np.ndarray:
 def scale_to_unit(images: np.ndarray) -> np.ndarray:
     """The from-scratch baseline: 0..255 -> 0..1."""
     return images / 255.0
-
-
-PREPROCESS = {
-    "mobilenet_v2": scale_to_symmetric,
-    "efficientnet_b0": unchanged,
-    "resnet50": caffe,
-    "convnext_tiny": unchanged,
-    "baseline_cnn": scale_to_unit,
-}

@@ -1,0 +1,75 @@
+"""weights: the backbone's starting weights -> models/weights/ (the file and weights.json).
+
+train starts from this copy, so DVC tracks the weights as it tracks the data: a machine
+that finds another file shows it in ``dvc status``, and ``weights.json`` names the file
+and its SHA-256. Every machine resolves ``train.weights: imagenet`` the same way: each
+mirror's ``keras/models/`` in order, then Keras' ``get_file`` (its cache, ``~/.keras/models``,
+else a download). A file path is copied as it is; ``null`` means random weights, no file.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from clothing.backbones import BACKBONES, BackboneName
+from clothing.errors import PipelineError, run_stage
+from clothing.files import atomic_dir, sha256_file, write_json
+from clothing.params import Section, load_section, mirror_folders, workspace
+
+OUT = Path("models/weights")
+
+
+class WeightsParams(Section):
+    backbone: BackboneName
+    weights: str | None  # imagenet, null (random) or a weights file
+
+
+def main() -> None:
+    p = load_section("train", WeightsParams, keys=("backbone", "weights"))
+    source = find_weights(p.backbone, p.weights, mirror_folders())
+    record = {"backbone": p.backbone, "weights": p.weights, "file": None, "sha256": None}
+    with atomic_dir(OUT) as out:
+        if source is not None:
+            shutil.copyfile(source, out / source.name)
+            record |= {"file": source.name, "sha256": sha256_file(out / source.name)}
+        write_json(out / "weights.json", record)
+    where = "random initialisation" if source is None else os.path.relpath(source, workspace())
+    print(f"weights: {p.backbone} from {where}")
+
+
+def find_weights(backbone: str, weights: str | None, mirrors: list[Path]) -> Path | None:
+    """The weights file to start from, or None for random weights."""
+    if weights is None:
+        return None
+    if weights != "imagenet":
+        if not Path(weights).is_file():
+            raise PipelineError(f"train.weights: no such file: {weights}")
+        return Path(weights)
+    url = BACKBONES[backbone].weights_url
+    if url is None:
+        raise PipelineError(f"train.weights: {backbone} has no ImageNet weights; use weights: null")
+    name = url.rsplit("/", 1)[-1]
+    places = [mirror / "keras" / "models" / name for mirror in mirrors]
+    found = next((path for path in places if path.is_file()), None)
+    return found or keras_get_file(backbone, name, url, places)
+
+
+def keras_get_file(backbone: str, name: str, url: str, places: list[Path]) -> Path:
+    """Keras' cache, else its download: what a user online gets from ``weights="imagenet"``."""
+    from clothing.tf import keras
+
+    try:
+        return Path(keras.utils.get_file(name, url, cache_subdir="models"))
+    except Exception as error:  # Keras wraps every network failure in a bare Exception.
+        looked = ", ".join(str(p) for p in places) or "no mirror"
+        reason = " ".join(str(error).split())[:200]
+        raise PipelineError(
+            f"ImageNet weights for {backbone} not found: looked in {looked}, then Keras' cache; "
+            f"the download failed: {reason}"
+        ) from None
+
+
+if __name__ == "__main__":
+    run_stage(main)
