@@ -116,8 +116,11 @@ def measure(classifier: Classifier, images: np.ndarray, labels: np.ndarray, refe
     seconds = time.perf_counter() - start
     summary = scores(labels, probabilities)
     agreement = 1.0 if reference is None else float((probabilities.argmax(axis=1) == reference).mean())
-    row = {"accuracy": summary["accuracy"], "macro_f1": summary["macro_f1"]}
-    row["agreement_with_keras"] = round(agreement, 4)
+    row = {
+        "accuracy": summary["accuracy"],
+        "macro_f1": summary["macro_f1"],
+        "agreement_with_keras": round(agreement, 4),
+    }
     return probabilities, row, {"throughput_img_per_s": round(len(images) / seconds, 1)}
 
 

@@ -47,10 +47,9 @@ def find_weights(backbone: str, weights: str | None, mirrors: list[Path]) -> Pat
         if not Path(weights).is_file():
             raise PipelineError(f"train.weights: no such file: {weights}")
         return Path(weights)
-    url = BACKBONES[backbone].weights_url
+    url, name = BACKBONES[backbone].weights_url, BACKBONES[backbone].weights_file
     if url is None:
         raise PipelineError(f"train.weights: {backbone} has no ImageNet weights; use weights: null")
-    name = url.rsplit("/", 1)[-1]
     places = [mirror / "keras" / "models" / name for mirror in mirrors]
     found = next((path for path in places if path.is_file()), None)
     return found or keras_get_file(backbone, name, url, places)
