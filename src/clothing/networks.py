@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from clothing.backbones import BACKBONES
+from clothing.efficientnet_lite import efficientnet_lite0, efficientnet_lite1, efficientnet_lite2
 from clothing.errors import PipelineError
 from clothing.tf import keras
 
@@ -32,13 +33,17 @@ def baseline_cnn(input_shape: tuple[int, int, int], include_top: bool = False, w
     return keras.Model(inputs, x, name="baseline_cnn")
 
 
+# The constructors the registry names that keras.applications does not have.
+OURS = {f.__name__: f for f in (baseline_cnn, efficientnet_lite0, efficientnet_lite1, efficientnet_lite2)}
+
+
 def build_backbone(name: str, image_size: int, weights: str | Path | None = None, **options: float) -> keras.Model:
     """The backbone without its top: random weights, or those of a Keras weights file.
 
     ``options`` go to the constructor (``alpha=0.5`` for a narrower MobileNetV2).
     """
     constructor = BACKBONES[name].constructor
-    build = globals()[constructor] if constructor in globals() else getattr(keras.applications, constructor)
+    build = OURS[constructor] if constructor in OURS else getattr(keras.applications, constructor)
     shape = (image_size, image_size, 3)
     try:
         return build(input_shape=shape, include_top=False, weights=None if weights is None else str(weights), **options)

@@ -15,6 +15,15 @@ def scale_to_symmetric(images: np.ndarray) -> np.ndarray:
     return images / 127.5 - 1.0
 
 
+def center_127_over_128(images: np.ndarray) -> np.ndarray:
+    """EfficientNet-Lite: (x - 127) / 128, as Google's TF Lite builder trained it.
+
+    Not the ImageNet mean/std that the torch port's docstring suggests (EfficientNet-B0 to B7's
+    recipe): with that, the first batch norm sees 4x the variance it was trained on.
+    """
+    return (images - 127.0) / 128.0
+
+
 def caffe(images: np.ndarray) -> np.ndarray:
     """ResNet50 ("caffe" mode): RGB -> BGR, minus the ImageNet mean per channel."""
     return images[..., ::-1] - CAFFE_BGR_MEAN
