@@ -1,7 +1,8 @@
 """evaluate: models/model.keras on data/split/test.csv -> metrics/eval.json and metrics/eval/.
 
 The model's scores on the test split (quantize scores its TFLite variants on the same
-photos; no stage chooses anything by them). With ``evaluate.tta_flip`` the mirrored-photo
+photos; no stage chooses anything by them), with 95 % bootstrap intervals of the headline
+scores (``ci95``): 510 photos leave about ±3 points of accuracy. With ``evaluate.tta_flip`` the mirrored-photo
 average is reported beside the plain figures, under ``tta_flip``, never instead of them.
 """
 
@@ -19,7 +20,7 @@ from clothing.classifier import class_indices, load_classifier
 from clothing.errors import run_stage
 from clothing.files import read_table, write_csv, write_json
 from clothing.images import load_images
-from clothing.metrics import coverage, per_class, reliability, scores
+from clothing.metrics import bootstrap_intervals, coverage, per_class, reliability, scores
 from clothing.params import Section, load_section
 from clothing.plots import plt, save_png
 
@@ -32,6 +33,8 @@ class EvaluateParams(Section):
     tta_flip: bool  # also report the average over each photo and its mirror image, beside
     calibration_bins: Annotated[int, Field(ge=2)]
     gallery_size: Annotated[int, Field(ge=0)]
+    bootstrap_resamples: Annotated[int, Field(ge=100)]
+    bootstrap_seed: Annotated[int, Field(ge=0)]
 
 
 def main() -> None:
@@ -45,12 +48,17 @@ def main() -> None:
     probabilities = classifier.predict(images)
     predicted = probabilities.argmax(axis=1)
     summary = {"test_images": len(test)} | scores(labels, probabilities, params.calibration_bins)
+    summary["ci95"] = bootstrap_intervals(
+        labels, predicted, len(classes), params.bootstrap_resamples, params.bootstrap_seed
+    )
     if params.tta_flip:
         mirrored = classifier.predict(images[:, :, ::-1])
         summary["tta_flip"] = scores(labels, (probabilities + mirrored) / 2, params.calibration_bins)
 
     table = per_class(labels, predicted, classes)
-    summary["per_class_f1"] = dict(zip(table["class"], table["f1"], strict=True))
+    summary["per_class"] = {
+        row["class"]: {"f1": row["f1"], "support": int(row["support"])} for _, row in table.iterrows()
+    }
     write_json("metrics/eval.json", summary)
     write_csv(OUT / "per_class.csv", table)
     predictions = pd.DataFrame({

@@ -2,7 +2,9 @@
 
 With ``split.group_by_sender`` whole contributors go to one split, so near-identical
 shots of one person's shirt never sit on both sides of the train/test line; the
-fractions are then met as closely as whole contributors allow.
+fractions are then met as closely as whole contributors allow. With ``split.folds`` K,
+the test split is fold ``split.fold`` of a (grouped) stratified K-fold: K runs score
+every photo once (``python -m clothing.crossval``).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from typing import Annotated
 
 import pandas as pd
 from pydantic import Field, NonNegativeInt, model_validator
-from sklearn.model_selection import StratifiedGroupKFold, train_test_split
+from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold, train_test_split
 
 from clothing.errors import PipelineError, run_stage
 from clothing.files import atomic_dir, read_table, write_csv, write_json
@@ -30,12 +32,16 @@ class SplitParams(Section):
     val: Fraction
     test: Fraction
     group_by_sender: bool  # each contributor's photos in one split only
+    folds: Annotated[int, Field(ge=2)] | None  # k-fold: the test split is fold `fold` of `folds`
+    fold: NonNegativeInt
 
     @model_validator(mode="after")
     def _fractions_sum_to_one(self) -> SplitParams:
         total = self.train + self.val + self.test
         if abs(total - 1) > 1e-6:
             raise ValueError(f"train + val + test must sum to 1, got {total:g}")
+        if self.folds is not None and self.fold >= self.folds:
+            raise ValueError(f"split.fold must be below split.folds ({self.folds}), got {self.fold}")
         return self
 
 
@@ -56,19 +62,33 @@ def split(labels: pd.DataFrame, params: SplitParams) -> dict[str, pd.DataFrame]:
         raise PipelineError(f"split: classes with fewer than 3 images cannot be stratified: {dict(too_few)}")
     val_share_of_rest = params.val / (params.train + params.val)
     try:
-        if params.group_by_sender:
-            rest, test = one_group_fold(labels, params.test, params.seed)
-            train, val = one_group_fold(rest, val_share_of_rest, params.seed)
+        if params.folds is not None:
+            rest, test = kth_fold(labels, params)
         else:
-            rest, test = train_test_split(
-                labels, test_size=params.test, stratify=labels["label"], random_state=params.seed
-            )
-            train, val = train_test_split(
-                rest, test_size=val_share_of_rest, stratify=rest["label"], random_state=params.seed
-            )
+            rest, test = held_out(labels, params.test, params)
+        train, val = held_out(rest, val_share_of_rest, params)
     except ValueError as error:
         raise PipelineError(f"split: cannot split these labels with these params ({error})") from None
     return {"train": train, "val": val, "test": test}
+
+
+def kth_fold(frame: pd.DataFrame, params: SplitParams) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(the other folds, fold ``params.fold``) of a stratified, optionally sender-grouped, K-fold."""
+    if params.group_by_sender:
+        folds = StratifiedGroupKFold(params.folds, shuffle=True, random_state=params.seed)
+        all_folds = folds.split(frame, frame["label"], groups=frame["sender_id"])
+    else:
+        all_folds = StratifiedKFold(params.folds, shuffle=True, random_state=params.seed).split(frame, frame["label"])
+    keep, held = list(all_folds)[params.fold]
+    return frame.iloc[keep], frame.iloc[held]
+
+
+def held_out(frame: pd.DataFrame, fraction: float, params: SplitParams) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(the rest, about ``fraction`` of ``frame``) stratified, as whole senders if grouped."""
+    if params.group_by_sender:
+        return one_group_fold(frame, fraction, params.seed)
+    rest, held = train_test_split(frame, test_size=fraction, stratify=frame["label"], random_state=params.seed)
+    return rest, held
 
 
 def one_group_fold(frame: pd.DataFrame, fraction: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:

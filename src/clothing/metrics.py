@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import accuracy_score, precision_recall_fscore_support, top_k_accuracy_score
+from scipy.stats import bootstrap
+from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support, top_k_accuracy_score
+
+HEADLINE = ("accuracy", "macro_f1", "weighted_f1")
 
 
 def scores(labels: np.ndarray, probabilities: np.ndarray, bins: int = 15) -> dict[str, float]:
@@ -22,6 +25,34 @@ def scores(labels: np.ndarray, probabilities: np.ndarray, bins: int = 15) -> dic
         result |= {f"{average}_precision": precision, f"{average}_recall": recall, f"{average}_f1": f1}
     result["ece"] = expected_calibration_error(labels, probabilities, bins)
     return {name: round(float(value), 4) for name, value in result.items()}
+
+
+def headline_scores(labels: np.ndarray, predicted: np.ndarray, n_classes: int) -> dict[str, float]:
+    """Accuracy, macro F1 and weighted F1 over all ``n_classes`` (as :func:`scores` computes them)."""
+    classes = np.arange(n_classes)
+    return {
+        "accuracy": accuracy_score(labels, predicted),
+        "macro_f1": f1_score(labels, predicted, labels=classes, average="macro", zero_division=0),
+        "weighted_f1": f1_score(labels, predicted, labels=classes, average="weighted", zero_division=0),
+    }
+
+
+def bootstrap_intervals(
+    labels: np.ndarray, predicted: np.ndarray, n_classes: int, resamples: int = 1000, seed: int = 0
+) -> dict[str, dict[str, float]]:
+    """95 % percentile-bootstrap intervals of the headline scores, resampling the photos (seeded)."""
+
+    def statistic(labels: np.ndarray, predicted: np.ndarray) -> np.ndarray:
+        return np.array(list(headline_scores(labels, predicted, n_classes).values()))
+
+    interval = bootstrap(
+        (labels, predicted), statistic, paired=True, vectorized=False, n_resamples=resamples,
+        method="percentile", rng=np.random.default_rng(seed),
+    ).confidence_interval  # fmt: skip
+    return {
+        metric: {"low": round(float(low), 4), "high": round(float(high), 4)}
+        for metric, low, high in zip(HEADLINE, interval.low, interval.high, strict=True)
+    }
 
 
 def per_class(labels: np.ndarray, predicted: np.ndarray, class_names: list[str]) -> pd.DataFrame:

@@ -1,0 +1,91 @@
+"""Does experiment B really beat A? A paired comparison on the same test photos.
+
+    python -m clothing.compare A B [--resamples 1000] [--seed 0]
+
+A and B are git revisions or DVC experiment names (``dvc exp show`` lists them) or
+``workspace``; each one's ``metrics/eval/predictions.csv`` is read. Both models answered
+the same photos, so the test is on the photos where they differ: McNemar's exact test
+(a binomial test on the photos only one of them gets right) and a paired bootstrap
+interval for the accuracy difference. Unpaired intervals of two models overlap far more
+than the difference's own interval is wide: compare models with this, not with two
+``dvc metrics show`` figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import sys
+
+import numpy as np
+import pandas as pd
+from scipy.stats import binomtest, bootstrap
+
+from clothing.errors import PipelineError
+from clothing.experiments import file_at
+
+PREDICTIONS = "metrics/eval/predictions.csv"
+
+
+def paired_comparison(a: pd.DataFrame, b: pd.DataFrame, resamples: int = 1000, seed: int = 0) -> dict:
+    """McNemar's exact test and a bootstrap 95 % interval of accuracy(B) - accuracy(A), on shared photos."""
+    if set(a["image"]) != set(b["image"]):
+        raise PipelineError(f"the two runs scored different test photos ({len(a)} and {len(b)}): not comparable")
+    both = a.merge(b, on=["image", "actual"], suffixes=("_a", "_b"), validate="one_to_one")
+    if len(both) != len(a):
+        raise PipelineError("the two runs give some photos different true labels: not comparable")
+    right_a = (both["predicted_a"] == both["actual"]).to_numpy(float)
+    right_b = (both["predicted_b"] == both["actual"]).to_numpy(float)
+    only_a, only_b = int((right_a > right_b).sum()), int((right_b > right_a).sum())
+    p_value = binomtest(only_b, only_a + only_b).pvalue if only_a + only_b else 1.0
+    difference = bootstrap(
+        (right_b - right_a,), np.mean, n_resamples=resamples, method="percentile", rng=np.random.default_rng(seed)
+    ).confidence_interval
+    return {
+        "photos": len(both),
+        "accuracy_a": round(right_a.mean(), 4),
+        "accuracy_b": round(right_b.mean(), 4),
+        "difference": round(right_b.mean() - right_a.mean(), 4),
+        "difference_ci95": [round(float(difference.low), 4), round(float(difference.high), 4)],
+        "only_a_right": only_a,
+        "only_b_right": only_b,
+        "mcnemar_p": round(float(p_value), 4),
+    }
+
+
+def verdict(result: dict) -> str:
+    low, high = result["difference_ci95"]
+    p_value = f"McNemar p = {result['mcnemar_p']}"
+    if low > 0 or high < 0:
+        return f"{'B' if low > 0 else 'A'} is better: the 95 % interval of the difference excludes 0 ({p_value})"
+    return f"no detectable difference: the 95 % interval of the difference includes 0 ({p_value})"
+
+
+def predictions_at(revision: str) -> pd.DataFrame:
+    return pd.read_csv(io.StringIO(file_at(revision, PREDICTIONS)), dtype=str, keep_default_na=False)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m clothing.compare", description=__doc__.split("\n")[0])
+    parser.add_argument("a", help="revision, experiment name or 'workspace'")
+    parser.add_argument("b", help="revision, experiment name or 'workspace'")
+    parser.add_argument("--resamples", type=int, default=1000)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    try:
+        result = paired_comparison(predictions_at(args.a), predictions_at(args.b), args.resamples, args.seed)
+    except PipelineError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(
+        f"A {args.a}: {result['accuracy_a']:.4f}   B {args.b}: {result['accuracy_b']:.4f}   "
+        f"B - A {result['difference']:+.4f} (95 % CI {result['difference_ci95'][0]:+.4f} to "
+        f"{result['difference_ci95'][1]:+.4f}) on {result['photos']} photos; only A right {result['only_a_right']}, "
+        f"only B right {result['only_b_right']}"
+    )
+    print(verdict(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

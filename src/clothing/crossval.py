@@ -1,0 +1,122 @@
+"""K-fold cross-validation: one DVC experiment per fold, then one summary of them all.
+
+    python -m clothing.crossval --folds 5 [--name cv5] [-S key=value ...] [--summary-only]
+
+Fold k is the pipeline up to evaluate with ``split.folds=K`` and ``split.fold=k`` (and
+the ``-S`` values given), queued as the experiment ``{name}-fold{k}``; then DVC's queue
+runs (``dvc exp run --run-all``: every queued experiment, one after another). Each fold's
+test split is a different fifth (for K = 5) of the photos, so every photo is scored once,
+by the model that did not train on it.
+
+The summary reads what each experiment committed (its metrics files are in git) and writes
+``metrics/cv/{name}.json`` (mean, sd, min and max over folds of accuracy, macro F1 and
+weighted F1; per-class F1 over folds with support; and the pooled out-of-fold scores
+with bootstrap intervals), ``metrics/cv/{name}_folds.csv`` and
+``metrics/cv/{name}_predictions.csv`` (every photo's out-of-fold prediction).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from clothing.errors import PipelineError
+from clothing.experiments import file_at
+from clothing.files import write_csv, write_json
+from clothing.metrics import HEADLINE, bootstrap_intervals, headline_scores, per_class
+
+OUT = Path("metrics/cv")
+
+
+def queue_and_run(name: str, folds: int, settings: list[str]) -> None:
+    sets = [arg for setting in settings for arg in ("-S", setting)]
+    for fold in range(folds):
+        split = ["-S", f"split.folds={folds}", "-S", f"split.fold={fold}"]
+        _dvc("exp", "run", "--queue", "--force", "--name", f"{name}-fold{fold}", *split, *sets, "evaluate")
+    _dvc("exp", "run", "--run-all")
+
+
+def summarize(name: str, folds: int) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
+    """(summary, one row per fold, every photo's out-of-fold prediction) from the fold experiments."""
+    rows, predictions, class_f1 = [], [], []
+    for fold in range(folds):
+        experiment = f"{name}-fold{fold}"
+        scores = json.loads(file_at(experiment, "metrics/eval.json"))
+        rows.append({"fold": fold, "test_images": scores["test_images"]} | {m: scores[m] for m in HEADLINE})
+        class_f1.append({name: kept["f1"] for name, kept in scores["per_class"].items()})
+        answered = pd.read_csv(io.StringIO(file_at(experiment, "metrics/eval/predictions.csv")), dtype=str)
+        predictions.append(answered.assign(fold=fold))
+    table, pooled = pd.DataFrame(rows), pd.concat(predictions, ignore_index=True)
+    if pooled["image"].duplicated().any():
+        raise PipelineError(f"{name}: a photo is in two folds' test splits: were they run with different seeds or K?")
+    classes = sorted(set(pooled["actual"]) | set(pooled["predicted"]))
+    f1_over_folds = pd.DataFrame(class_f1).mean()
+    labels, predicted = (pooled[column].map(classes.index).to_numpy() for column in ("actual", "predicted"))
+    by_class = per_class(labels, predicted, classes)
+    summary = {
+        "folds": folds,
+        "photos": len(pooled),
+        **{metric: _spread(table[metric]) for metric in HEADLINE},
+        # Every photo scored once, by the fold model that did not train on it.
+        "pooled": {m: round(float(v), 4) for m, v in headline_scores(labels, predicted, len(classes)).items()}
+        | {"ci95": bootstrap_intervals(labels, predicted, len(classes))},
+        "per_class": {
+            row["class"]: {
+                "f1_mean_over_folds": round(float(f1_over_folds[row["class"]]), 4),
+                "f1_pooled": round(row["f1"], 4),
+                "support": int(row["support"]),
+            }
+            for _, row in by_class.iterrows()
+        },
+    }
+    return summary, table, pooled
+
+
+def _spread(values: pd.Series) -> dict[str, float]:
+    return {
+        "mean": round(values.mean(), 4),
+        "sd": round(values.std(ddof=1), 4),
+        "min": round(values.min(), 4),
+        "max": round(values.max(), 4),
+    }
+
+
+def _dvc(*args: str) -> None:
+    print("$ dvc " + " ".join(args), flush=True)
+    if subprocess.run(["dvc", *args]).returncode != 0:
+        raise PipelineError(f"dvc {' '.join(args)} failed")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m clothing.crossval", description=__doc__.split("\n")[0])
+    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--name", help="experiment and file name prefix (default: cv{folds})")
+    parser.add_argument("-S", "--set-param", dest="settings", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--summary-only", action="store_true", help="summarize experiments that already ran")
+    args = parser.parse_args(argv)
+    if args.folds < 2:
+        parser.error("--folds must be 2 or more")
+    name = args.name or f"cv{args.folds}"
+    try:
+        if not args.summary_only:
+            queue_and_run(name, args.folds, args.settings)
+        summary, folds, predictions = summarize(name, args.folds)
+    except PipelineError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    write_json(OUT / f"{name}.json", summary | {"settings": args.settings})
+    write_csv(OUT / f"{name}_folds.csv", folds)
+    write_csv(OUT / f"{name}_predictions.csv", predictions)
+    accuracy = summary["accuracy"]
+    print(f"{name}: accuracy {accuracy['mean']:.4f} ± {accuracy['sd']:.4f} (sd over {args.folds} folds)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

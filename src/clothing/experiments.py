@@ -1,0 +1,35 @@
+"""Reading what a DVC experiment or a git revision committed: its metrics files are in git."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from clothing.errors import PipelineError
+
+
+def file_at(revision: str, path: str) -> str:
+    """``path`` as committed at a git revision or DVC experiment name, or in the workspace."""
+    if revision == "workspace":
+        return Path(path).read_text()
+    shown = subprocess.run(["git", "show", f"{experiment_ref(revision)}:{path}"], capture_output=True, text=True)
+    if shown.returncode != 0:
+        reason = (shown.stderr.strip().splitlines() or ["git show failed"])[-1]
+        raise PipelineError(f"no {path} at {revision}: {reason}")
+    return shown.stdout
+
+
+def experiment_ref(name: str) -> str:
+    """The ref of the experiment called ``name`` (DVC keeps them under refs/exps/), else ``name`` for git.
+
+    An experiment of the current commit wins over one of an earlier commit, then the newest.
+    """
+    head = _git("rev-parse", "HEAD").strip()
+    refs = _git("for-each-ref", "--sort=-committerdate", "--format=%(refname)", "refs/exps").split()
+    named = [ref for ref in refs if ref.rsplit("/", 1)[-1] == name]
+    on_head = [ref for ref in named if ref.startswith(f"refs/exps/{head[:2]}/{head[2:]}/")]
+    return (on_head or named or [name])[0]
+
+
+def _git(*args: str) -> str:
+    return subprocess.run(["git", *args], capture_output=True, text=True).stdout

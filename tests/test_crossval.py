@@ -1,0 +1,150 @@
+"""Error bars: bootstrap intervals, k-fold splits, cross-validation as DVC experiments, paired comparison."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import TINY_TRAIN, Archive, make_project, run, stage, stage_module, update_params
+from scipy.stats import binomtest
+
+from clothing.compare import paired_comparison, verdict
+from clothing.errors import PipelineError
+from clothing.files import read_table
+from clothing.metrics import bootstrap_intervals, headline_scores
+
+GIT_USER = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+
+
+def noisy_predictions(n: int, accuracy: float, seed: int, classes: int = 17) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, classes, n)
+    wrong = (labels + rng.integers(1, classes, n)) % classes
+    return labels, np.where(rng.random(n) < accuracy, labels, wrong)
+
+
+def test_bootstrap_intervals_are_as_wide_as_sampling_theory_says() -> None:
+    labels, predicted = noisy_predictions(510, 0.88, seed=1)
+    intervals = bootstrap_intervals(labels, predicted, 17, resamples=1000, seed=0)
+    point = headline_scores(labels, predicted, 17)
+    for metric, interval in intervals.items():
+        assert interval["low"] <= point[metric] <= interval["high"]
+    # A proportion's 95 % interval is about 2 x 1.96 standard errors wide.
+    expected = 2 * 1.96 * np.sqrt(point["accuracy"] * (1 - point["accuracy"]) / 510)
+    width = intervals["accuracy"]["high"] - intervals["accuracy"]["low"]
+    assert width == pytest.approx(expected, rel=0.15)
+    assert bootstrap_intervals(labels, predicted, 17, seed=0) == intervals
+    assert bootstrap_intervals(labels, predicted, 17, seed=1) != intervals
+
+
+def test_evaluate_reports_intervals_and_support(trained: Path) -> None:
+    scores = json.loads((trained / "metrics/eval.json").read_text())
+    for metric in ("accuracy", "macro_f1", "weighted_f1"):
+        interval = scores["ci95"][metric]
+        assert interval["low"] <= scores[metric] <= interval["high"]
+    test = read_table(trained / "data/split/test.csv")
+    assert {name: kept["support"] for name, kept in scores["per_class"].items()} == dict(test["label"].value_counts())
+    assert all(0 <= kept["f1"] <= 1 for kept in scores["per_class"].values())
+
+
+def test_the_same_seed_gives_the_same_interval(trained: Path, tmp_path: Path) -> None:
+    """Rerun evaluate on a model that misses some photos: the intervals have width, and repeat exactly."""
+    import shutil
+
+    project = tmp_path / "project"
+    shutil.copytree(trained, project, symlinks=True)
+    # Relabel half the test photos so the intervals are not [1, 1].
+    test = read_table(project / "data/split/test.csv")
+    classes = sorted(set(test["label"]))
+    test.loc[::2, "label"] = [classes[(classes.index(c) + 1) % len(classes)] for c in test.loc[::2, "label"]]
+    test.to_csv(project / "data/split/test.csv", index=False)
+    stage(project, "evaluate")
+    first = json.loads((project / "metrics/eval.json").read_text())["ci95"]
+    assert first["accuracy"]["low"] < first["accuracy"]["high"]
+    stage(project, "evaluate")
+    assert json.loads((project / "metrics/eval.json").read_text())["ci95"] == first
+
+
+def clean_labels(project: Path) -> pd.DataFrame:
+    run(project, "dvc", "init", "--no-scm", "-q")
+    run(project, "dvc", "repro", "clean")
+    return read_table(project / "data/clean/labels.csv")
+
+
+@pytest.mark.parametrize("grouped", [False, True])
+def test_k_folds_partition_the_photos_and_keep_classes_and_senders_apart(project: Path, grouped: bool) -> None:
+    labels = clean_labels(project)
+    split = stage_module("split")
+    # 10 senders: a grouped val split of 1/9 of the rest would need 9 of them.
+    params = {"seed": 3, "train": 0.6, "val": 0.3, "test": 0.1, "group_by_sender": grouped, "folds": 3}
+    parts = [split.split(labels, split.SplitParams(**params, fold=k)) for k in range(3)]
+    tests = [set(part["test"]["image"]) for part in parts]
+    assert set().union(*tests) == set(labels["image"]) and sum(map(len, tests)) == len(labels)
+    for part in parts:
+        assert set(pd.concat(part.values())["image"]) == set(labels["image"])  # train + val + test: every photo
+        if not grouped:
+            assert set(part["test"]["label"]) == set(labels["label"])  # stratified: every class in every fold
+        else:
+            assert not set(part["test"]["sender_id"]) & set(part["train"]["sender_id"])
+    again = split.split(labels, split.SplitParams(**params, fold=1))
+    assert all(again[name].equals(parts[1][name]) for name in again)
+
+
+def test_fold_params_are_checked(project: Path) -> None:
+    split = stage_module("split")
+    base = {"seed": 0, "train": 0.8, "val": 0.1, "test": 0.1, "group_by_sender": False}
+    with pytest.raises(ValueError, match=r"split\.fold must be below split\.folds"):
+        split.SplitParams(**base, folds=5, fold=5)
+    with pytest.raises(ValueError, match="greater than or equal to 2"):
+        split.SplitParams(**base, folds=1, fold=0)
+    assert split.SplitParams(**base, folds=None, fold=0).folds is None
+
+
+def test_paired_comparison_counts_the_photos_where_models_differ() -> None:
+    labels, a = noisy_predictions(510, 0.85, seed=2)
+    _, b = noisy_predictions(510, 0.90, seed=3)
+    b = np.where(np.random.default_rng(4).random(510) < 0.5, a, labels)  # B fixes about half of A's mistakes
+    frame = pd.DataFrame({"image": [f"p{i}" for i in range(510)], "actual": labels.astype(str)})
+    result = paired_comparison(frame.assign(predicted=a.astype(str)), frame.assign(predicted=b.astype(str)))
+    only_a, only_b = int(((a == labels) & (b != labels)).sum()), int(((b == labels) & (a != labels)).sum())
+    assert (result["only_a_right"], result["only_b_right"]) == (only_a, only_b)
+    assert result["mcnemar_p"] == round(binomtest(only_b, only_a + only_b).pvalue, 4)
+    low, high = result["difference_ci95"]
+    assert low <= result["difference"] <= high and low > 0
+    assert verdict(result).startswith("B is better")
+
+    same = paired_comparison(frame.assign(predicted=a.astype(str)), frame.assign(predicted=a.astype(str)))
+    assert same["difference_ci95"] == [0.0, 0.0] and verdict(same).startswith("no detectable difference")
+    with pytest.raises(PipelineError, match="different test photos"):
+        paired_comparison(frame.assign(predicted=a.astype(str)), frame.head(500).assign(predicted="x"))
+
+
+def test_crossval_runs_every_fold_as_an_experiment_and_summarizes(tmp_path: Path, archive: Archive) -> None:
+    env = GIT_USER | {"HOME": str(tmp_path / "home")}
+    project = make_project(tmp_path / "repo", archive)
+    update_params(project, {"train": TINY_TRAIN})
+    for command in (["git", "init", "-q"], ["dvc", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "t"]):
+        run(project, *command, env=env)
+    run(project, sys.executable, "-m", "clothing.crossval", "--folds", "3", env=env)
+
+    summary = json.loads((project / "metrics/cv/cv3.json").read_text())
+    folds = read_table(project / "metrics/cv/cv3_folds.csv")
+    predictions = read_table(project / "metrics/cv/cv3_predictions.csv")
+    clean = read_table(project / "data/clean/labels.csv") if (project / "data/clean").exists() else None
+    assert summary["folds"] == 3 and len(folds) == 3
+    assert summary["photos"] == 30 and len(set(predictions["image"])) == 30  # every photo scored once
+    if clean is not None:
+        assert set(predictions["image"]) == set(clean["image"])
+    accuracies = folds["accuracy"].astype(float)
+    assert summary["accuracy"]["mean"] == pytest.approx(accuracies.mean(), abs=1e-4)
+    assert summary["accuracy"]["sd"] == pytest.approx(accuracies.std(ddof=1), abs=1e-4)
+    assert sum(kept["support"] for kept in summary["per_class"].values()) == 30
+    pooled = summary["pooled"]
+    assert pooled["ci95"]["accuracy"]["low"] <= pooled["accuracy"] <= pooled["ci95"]["accuracy"]["high"]
+    # The paired comparison reads two experiments by name.
+    compared = run(project, sys.executable, "-m", "clothing.compare", "cv3-fold0", "cv3-fold0", env=env)
+    assert "no detectable difference" in compared.stdout
