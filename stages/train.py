@@ -102,7 +102,7 @@ def main() -> None:
     data = CachedViews(views, y_train, len(classes), p.batch_size, p.seed, per_class)
     validation = (val_features, keras.utils.to_categorical(y_val, len(classes)))
     best = KeepBest()
-    with Live(str(CURVES), dvcyaml=None, save_dvc_exp=False) as live:
+    with Curves(str(CURVES), dvcyaml=None, save_dvc_exp=False) as live:
         callbacks = [best, live_callback(live)]
         with timed(wall, "head"):
             # Random weights have nothing to protect, and a head fitted to random features
@@ -235,6 +235,17 @@ def fit(model, data, validation, epochs, lr, schedule, label_smoothing, callback
         data, validation_data=validation, epochs=initial_epoch + epochs, initial_epoch=initial_epoch,
         callbacks=callbacks, verbose=2,
     )  # fmt: skip
+
+
+class Curves(Live):
+    """dvclive's per-epoch files, without its git and DVC integration.
+
+    ``dvc repro`` already tracks metrics/train/, and dvclive 3.49 asks git for HEAD before
+    checking that there is one: in a repo with no commit yet it raises (treeverse/dvclive#522).
+    """
+
+    def _init_dvc(self) -> None:
+        self._dvc_repo = None
 
 
 class CachedViews(keras.utils.Sequence):

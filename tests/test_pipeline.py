@@ -100,3 +100,14 @@ def test_a_queued_experiment_uses_the_workspace_mirror(tmp_path: Path, archive: 
 
 def cached(project: Path, md5: str) -> Path:
     return project / ".dvc/cache/files/md5" / md5[:2] / md5[2:]
+
+
+def test_the_pipeline_runs_in_a_git_repo_without_commits(tmp_path: Path, archive: Archive) -> None:
+    """`git init && dvc init && dvc repro` before the first commit: dvclive must not ask git for HEAD."""
+    project = make_project(tmp_path, archive)
+    update_params(project, {"train": TINY_TRAIN})
+    run(project, "git", "init", "-q", env=GIT_USER)
+    run(project, "dvc", "init", "-q", env=GIT_USER)
+    run(project, "dvc", "repro", "train", env=GIT_USER)
+    curve = (project / "metrics/train/plots/metrics/eval/accuracy.tsv").read_text().splitlines()
+    assert len(curve) == 1 + TINY_TRAIN["head"]["epochs"] + TINY_TRAIN["fine_tune"]["epochs"]

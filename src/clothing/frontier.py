@@ -1,0 +1,169 @@
+"""The accuracy / cost frontier: every measured model side by side, timed on one machine in one run.
+
+    python -m clothing.frontier [POINT ...] [--reference HEAD]
+
+Each point is a DVC experiment name or a git revision (default: the list in
+``FRONTIER_POINTS`` below). For each, the metrics it committed are read (test scores and
+their intervals, MACs, parameters, int8 size and accuracy, train time) and its int8
+``.tflite`` is taken from the DVC cache by the hash its ``dvc.lock`` records, gzip-compressed
+for the download size, and timed for one photo on one thread here, all points in this one
+process, so the latencies compare. Each point is also compared with the reference on the
+same test photos (:mod:`clothing.compare`): a difference whose 95 % interval includes 0 is
+labelled noise. Writes ``metrics/frontier.csv`` and ``metrics/frontier.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from clothing.compare import paired_comparison, predictions_at
+from clothing.errors import PipelineError
+from clothing.experiments import file_at
+from clothing.files import write_csv
+from clothing.latency import single_image_latency
+from clothing.system import cpu_description
+
+CSV, PNG = Path("metrics/frontier.csv"), Path("metrics/frontier.png")
+INT8 = "models/tflite/model_int8.tflite"
+# The committed sweep: `dvc exp run` commands for each are in the README.
+FRONTIER_POINTS = ["HEAD"]
+
+
+def measure(point: str, reference: pd.DataFrame, warmup: int, runs: int) -> dict:
+    """One row of the frontier: what ``point`` committed, and its int8 model timed here."""
+    scores = json.loads(file_at(point, "metrics/eval.json"))
+    complexity = json.loads(file_at(point, "metrics/complexity.json"))
+    int8 = json.loads(file_at(point, "metrics/quantize.json"))["int8"]
+    timing = json.loads(file_at(point, "metrics/timing/train.json"))
+    params = yaml.safe_load(file_at(point, "params.yaml"))["train"]
+    model = cached_output(point, INT8)
+    versus = paired_comparison(reference, predictions_at(point))
+    return {
+        "point": point,
+        "backbone": params["backbone"],
+        "image_size": params["image_size"],
+        "accuracy": scores["accuracy"],
+        "accuracy_low": scores.get("ci95", {}).get("accuracy", {}).get("low"),
+        "accuracy_high": scores.get("ci95", {}).get("accuracy", {}).get("high"),
+        "macro_f1": scores["macro_f1"],
+        "weighted_f1": scores["weighted_f1"],
+        "macs_m": round(complexity["macs"] / 1e6, 1),
+        "params_m": round(complexity["params"] / 1e6, 3),
+        "int8_accuracy": int8["accuracy"],
+        "int8_mb": int8["size_mb"],
+        "int8_gzip_mb": round(len(gzip.compress(model.read_bytes(), 9)) / 1e6, 3),
+        "int8_ms_1_thread": int8_latency(model, warmup, runs),
+        "train_min": round(timing["wall_seconds"]["total"] / 60, 1),
+        "vs_reference": versus["difference"],
+        "vs_reference_low": versus["difference_ci95"][0],
+        "vs_reference_high": versus["difference_ci95"][1],
+        "vs_reference_noise": versus["difference_ci95"][0] <= 0 <= versus["difference_ci95"][1],
+    }
+
+
+def cached_output(point: str, path: str) -> Path:
+    """An output of ``point``'s run, from the DVC cache by the hash its ``dvc.lock`` recorded."""
+    lock = yaml.safe_load(file_at(point, "dvc.lock"))
+    for stage in lock["stages"].values():
+        for out in stage.get("outs", []):
+            if path == out["path"] or path.startswith(out["path"] + "/"):
+                return _from_cache(out["md5"], path.removeprefix(out["path"]).lstrip("/"), point)
+    raise PipelineError(f"{point}: no output {path} in its dvc.lock")
+
+
+def _from_cache(md5: str, inside: str, point: str) -> Path:
+    def blob(digest: str) -> Path:
+        found = Path(".dvc/cache/files/md5") / digest[:2] / digest[2:]
+        if not found.is_file():
+            raise PipelineError(f"{point}: {found} is not in this machine's DVC cache (dvc pull, or rerun it)")
+        return found
+
+    if not md5.endswith(".dir"):
+        return blob(md5)
+    entries = json.loads(blob(md5).read_text())
+    return blob(next(entry["md5"] for entry in entries if entry["relpath"] == inside))
+
+
+def int8_latency(model: Path, warmup: int, runs: int) -> float:
+    """Median milliseconds for one photo on one thread (content does not change an int8 model's time)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from clothing.classifier import tflite_forward
+
+    size = int(Interpreter(model_path=str(model)).get_input_details()[0]["shape"][1])
+    image = np.random.default_rng(0).uniform(-1, 1, (size, size, 3)).astype(np.float32)
+    return single_image_latency(tflite_forward(model, threads=1), image, warmup, runs)["median_ms"]
+
+
+def pareto(costs: pd.Series, accuracy: pd.Series) -> pd.Series:
+    """True where no other point is at least as accurate for at most the cost, and better in one."""
+    return pd.Series(
+        [
+            not ((accuracy >= a) & (costs <= c) & ((accuracy > a) | (costs < c))).any()
+            for a, c in zip(accuracy, costs, strict=True)
+        ],
+        index=costs.index,
+    )
+
+
+def plot(table: pd.DataFrame, cpu: str, path: Path) -> None:
+    from clothing.files import atomic_file
+    from clothing.plots import plt, save_png
+
+    figure, panels = plt.subplots(1, 2, figsize=(13, 5), sharey=True)
+    for axes, cost, label in (
+        (panels[0], "macs_m", "MMACs per photo"),
+        (panels[1], "int8_ms_1_thread", f"int8 latency, 1 thread, ms ({cpu})"),
+    ):
+        best = table[f"pareto_{cost}"]
+        errors = [table["accuracy"] - table["accuracy_low"], table["accuracy_high"] - table["accuracy"]]
+        axes.errorbar(table[cost], table["accuracy"], yerr=errors, fmt="none", ecolor="0.7", capsize=3)
+        axes.scatter(table[cost][~best], table["accuracy"][~best], c="tab:gray", label="dominated")
+        axes.scatter(table[cost][best], table["accuracy"][best], c="tab:red", label="Pareto")
+        front = table[best].sort_values(cost)
+        axes.plot(front[cost], front["accuracy"], "r--", lw=1)
+        for _, row in table.iterrows():
+            where = (row[cost], row["accuracy"])
+            axes.annotate(row["point"], where, fontsize=7, xytext=(4, 4), textcoords="offset points")
+        axes.set(xlabel=label, xscale="log")
+        axes.legend(loc="lower right")
+    panels[0].set_ylabel("test accuracy (95 % interval)")
+    figure.suptitle("Accuracy against cost: each point a DVC experiment")
+    with atomic_file(path) as tmp:
+        save_png(figure, tmp)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m clothing.frontier", description=__doc__.split("\n")[0])
+    parser.add_argument("points", nargs="*", default=FRONTIER_POINTS, help="experiment names or revisions")
+    parser.add_argument("--reference", default="HEAD", help="the point the others are compared with")
+    parser.add_argument("--warmup", type=int, default=20)
+    parser.add_argument("--runs", type=int, default=200)
+    args = parser.parse_args(argv)
+    try:
+        reference = predictions_at(args.reference)
+        rows = [measure(point, reference, args.warmup, args.runs) for point in args.points]
+    except PipelineError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    cpu = cpu_description()
+    cpu_name = f"{cpu['model']} ({', '.join(cpu['extensions'])})"
+    table = pd.DataFrame(rows).assign(cpu=cpu_name)
+    for cost in ("macs_m", "int8_ms_1_thread", "int8_gzip_mb"):
+        table[f"pareto_{cost}"] = pareto(table[cost], table["accuracy"])
+    write_csv(CSV, table)
+    plot(table, cpu["model"], PNG)
+    print(table.drop(columns="cpu").to_string(index=False))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,43 @@
+"""The frontier report: points read from experiments, int8 models timed here, Pareto points marked."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pandas as pd
+from conftest import TINY_TRAIN, Archive, make_project, run, update_params
+
+from clothing.files import read_table
+from clothing.frontier import pareto
+
+GIT_USER = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+
+
+def test_pareto_keeps_the_points_nothing_beats() -> None:
+    cost = pd.Series([1.0, 2.0, 3.0, 3.0, 4.0])
+    accuracy = pd.Series([0.80, 0.85, 0.84, 0.90, 0.90])
+    # 3 is beaten by 2 (cheaper, more accurate); 5 ties 4 on accuracy at a higher cost.
+    assert pareto(cost, accuracy).tolist() == [True, True, False, True, False]
+
+
+def test_frontier_reads_every_point_and_times_its_int8_model(tmp_path: Path, archive: Archive) -> None:
+    env = GIT_USER | {"HOME": str(tmp_path / "home")}
+    project = make_project(tmp_path / "repo", archive)
+    update_params(project, {"train": TINY_TRAIN, "quantize": {"variants": ["int8"], "latency_runs": 5}})
+    for command in (["git", "init", "-q"], ["dvc", "init", "-q"], ["dvc", "repro"], ["git", "add", "-A"]):
+        run(project, *command, env=env)
+    run(project, "git", "commit", "-qm", "tiny run", env=env)
+    run(project, "dvc", "exp", "run", "-n", "bigger", "-S", "train.image_size=48", env=env)
+    result = run(project, sys.executable, "-m", "clothing.frontier", "HEAD", "bigger", "--runs", "5", env=env)
+
+    table = read_table(project / "metrics/frontier.csv").set_index("point")
+    assert list(table.index) == ["HEAD", "bigger"] and "bigger" in result.stdout
+    macs = table["macs_m"].astype(float)
+    assert macs["bigger"] > macs["HEAD"] * 2  # 48 px against 32 px: 2.25 times the MACs
+    assert (table["int8_ms_1_thread"].astype(float) > 0).all()
+    assert (table["int8_gzip_mb"].astype(float) < table["int8_mb"].astype(float)).all()
+    # The reference against itself: no difference, which is noise by definition.
+    assert float(table.loc["HEAD", "vs_reference"]) == 0 and table.loc["HEAD", "vs_reference_noise"] == "True"
+    assert table["cpu"].nunique() == 1
+    assert (project / "metrics/frontier.png").stat().st_size > 10_000
