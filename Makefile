@@ -29,5 +29,6 @@ test: setup
 # Refresh requirements.lock after changing the ranges in pyproject.toml.
 lock: setup
 	$(VENV)/bin/python -m pip install --quiet -e ".[dev]" "tensorflow-cpu>=2.21,<2.22"
-	$(VENV)/bin/python -m pip install --quiet --no-deps "tf-keras>=2.21,<2.22" "keras-flops==0.1.2"
+	$(VENV)/bin/python -m pip install --quiet --no-deps "tf-keras>=2.21,<2.22" "keras-flops==0.1.2" \
+		"tensorflow-model-optimization>=0.8,<0.9" "dm-tree>=0.1.8"
 	$(VENV)/bin/python -m pip freeze --exclude-editable | grep -v '^tensorflow==' > requirements.lock

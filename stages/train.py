@@ -6,7 +6,8 @@ once per training image and augmented view (``train.augment.views``), and only t
 after epoch, on those cached features. Two phases: the head alone, then head and top
 (with random weights there is nothing to protect, and both phases train everything).
 The weights kept are those of the epoch with the best validation accuracy; the test
-split is not read here.
+split is not read here. With ``train.prune.sparsity`` a third phase prunes that part
+(clothing.pruning) and the pruned weights are saved.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Annotated, Literal
 
 import numpy as np
 from dvclive import Live
-from pydantic import Field, NonNegativeInt, PositiveFloat
+from pydantic import Field, NonNegativeInt, PositiveFloat, model_validator
 from tqdm import tqdm
 
 from clothing.backbones import BACKBONES, BackboneName
@@ -30,6 +31,7 @@ from clothing.files import read_table, write_json
 from clothing.images import load_images
 from clothing.networks import build_backbone, split_at_fraction
 from clothing.params import Section, load_section
+from clothing.pruning import copy_weights, prunable_copy, pruning_step, sparsity_of
 from clothing.system import cpu_description, peak_memory_mb
 from clothing.tf import keras, tf
 
@@ -57,6 +59,18 @@ class FineTuneParams(PhaseParams):
     schedule: Literal["cosine", "constant"]
 
 
+class PruneParams(Section):
+    sparsity: Rate  # 0: no pruning; else the share of prunable weights zeroed
+    epochs: NonNegativeInt
+    lr: PositiveFloat
+
+    @model_validator(mode="after")
+    def _epochs_to_prune_in(self) -> PruneParams:
+        if self.sparsity > 0 and self.epochs == 0:
+            raise ValueError("prune.sparsity needs prune.epochs of at least 1")
+        return self
+
+
 class TrainParams(Section):
     backbone: BackboneName
     weights: str | None  # resolved by the weights stage
@@ -69,6 +83,7 @@ class TrainParams(Section):
     augment: AugmentParams
     head: PhaseParams
     fine_tune: FineTuneParams
+    prune: PruneParams
 
 
 def main() -> None:
@@ -114,11 +129,14 @@ def main() -> None:
             phase = p.fine_tune
             fit(head, data, validation, phase.epochs, phase.lr, phase.schedule, p.label_smoothing, callbacks,
                 initial_epoch=p.head.epochs)  # fmt: skip
-    if best.weights is None:
-        raise PipelineError("train: no epoch ran (train.head.epochs + train.fine_tune.epochs is 0)")
-    # An uncompiled copy: the saved model carries no optimizer state, which inference never reads.
-    trained_head = keras.models.clone_model(head)
-    trained_head.set_weights(best.weights)
+        if best.weights is None:
+            raise PipelineError("train: no epoch ran (train.head.epochs + train.fine_tune.epochs is 0)")
+        # An uncompiled copy: the saved model carries no optimizer state, which inference never reads.
+        trained_head = keras.models.clone_model(head)
+        trained_head.set_weights(best.weights)
+        if p.prune.sparsity > 0:
+            with timed(wall, "prune"):
+                pruned = prune(trained_head, data, validation, p, live)
 
     model = keras.Model(frozen.input, trained_head(frozen.output), name=f"clothing_{p.backbone}")
     save_classifier(model, ModelInfo(classes, p.backbone, p.image_size), MODEL)
@@ -132,7 +150,7 @@ def main() -> None:
         "frozen_layers": len(frozen.layers) - 1,
         "params": model.count_params(),
         "weights": weights,
-    })  # fmt: skip
+    } | ({"pruned": pruned} if p.prune.sparsity > 0 else {}))  # fmt: skip
     # Timings vary from run to run: apart from the metrics, so a reproduction diffs clean.
     wall_seconds = {k: round(v, 1) for k, v in wall.items()} | {"total": round(sum(wall.values()), 1)}
     write_json(TIMING, {"cpu": cpu_description(), "wall_seconds": wall_seconds, "peak_memory_mb": peak_memory_mb()})
@@ -214,6 +232,18 @@ def unfreeze(top: keras.Model, pretrained: bool) -> None:
         # The batches here are too small to re-estimate ImageNet statistics well.
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.trainable = False
+
+
+def prune(head: keras.Model, data: CachedViews, validation: tuple, p: TrainParams, live: Live) -> dict:
+    """Prune ``head``'s weights in place, fine-tuning as the sparsity rises; its sparsity and val accuracy."""
+    pruning = prunable_copy(head, p.prune.sparsity, p.prune.epochs * len(data))
+    start = p.head.epochs + p.fine_tune.epochs
+    callbacks = [pruning_step(), live_callback(live)]
+    fit(pruning, data, validation, p.prune.epochs, p.prune.lr, "constant", p.label_smoothing, callbacks, start)
+    copy_weights(pruning, head)
+    features, targets = validation
+    val_accuracy = np.mean(head.predict(features, verbose=0).argmax(axis=1) == targets.argmax(axis=1))
+    return sparsity_of(head) | {"val_accuracy": round(float(val_accuracy), 4)}
 
 
 def class_weights(labels: np.ndarray, n_classes: int) -> np.ndarray:

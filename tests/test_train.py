@@ -18,6 +18,7 @@ from clothing.backbones import BACKBONES
 from clothing.errors import PipelineError
 from clothing.files import sha256_file
 from clothing.networks import cut_points, split_at, split_at_fraction
+from clothing.pruning import is_prunable
 from clothing.tf import keras
 
 EVAL_KEYS = {
@@ -215,3 +216,33 @@ def test_split_backbone_computes_the_same_function() -> None:
     assert "block_12_project_BN" not in cut_points(model)
     frozen, top = split_at_fraction(model, 0.2)
     assert 0.1 < (len(top.layers) - 1) / len(model.layers) < 0.3
+
+
+def zero_share(layer: keras.layers.Layer) -> float:
+    kernel = layer.get_weights()[0]
+    return float((kernel == 0).mean())
+
+
+def test_pruning_zeroes_the_target_share_of_the_fine_tuned_kernels(tiny: Path, tmp_path: Path) -> None:
+    weights = tmp_path / "mobilenet.h5"
+    tiny_mobilenet().save_weights(weights)
+    prune = {"sparsity": 0.5, "epochs": 3, "lr": 0.001}
+    update_params(tiny, {"train": {"backbone": "mobilenet_v2", "weights": str(weights), "prune": prune}})
+    run(tiny, "dvc", "repro", "evaluate")
+    pruned = read_json(tiny / "metrics/train.json")["pruned"]
+    assert pruned["prunable_kernels"] == pytest.approx(0.5, abs=0.01)
+    assert 0 < pruned["all_weights"] < pruned["prunable_kernels"]  # frozen bottom and depthwise kernels stay dense
+
+    model = keras.models.load_model(tiny / "models/model.keras", compile=False)
+    (head,) = [layer for layer in model.layers if isinstance(layer, keras.Model)]  # the fine-tuned part
+    (top,) = [layer for layer in head.layers if isinstance(layer, keras.Model)]
+    tuned = [layer for layer in [*top.layers, head.get_layer("classes")] if is_prunable(layer)]
+    assert tuned and all(zero_share(layer) == pytest.approx(0.5, abs=0.02) for layer in tuned)
+    frozen = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
+    assert frozen and all(zero_share(layer) < 0.01 for layer in frozen)
+
+
+def test_pruning_without_epochs_is_refused() -> None:
+    train = stage_module("train")
+    with pytest.raises(ValueError, match=r"prune\.sparsity needs prune\.epochs"):
+        train.PruneParams(sparsity=0.5, epochs=0, lr=0.001)
