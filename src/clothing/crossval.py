@@ -29,7 +29,7 @@ import pandas as pd
 from clothing.errors import PipelineError
 from clothing.experiments import file_at
 from clothing.files import write_csv, write_json
-from clothing.metrics import HEADLINE, bootstrap_intervals, headline_scores, per_class
+from clothing.metrics import HEADLINE, bootstrap_intervals, encoded, headline_scores, per_class
 
 OUT = Path("metrics/cv")
 
@@ -55,9 +55,8 @@ def summarize(name: str, folds: int) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
     table, pooled = pd.DataFrame(rows), pd.concat(predictions, ignore_index=True)
     if pooled["image"].duplicated().any():
         raise PipelineError(f"{name}: a photo is in two folds' test splits: were they run with different seeds or K?")
-    classes = sorted(set(pooled["actual"]) | set(pooled["predicted"]))
+    labels, predicted, classes = encoded(pooled["actual"], pooled["predicted"])
     f1_over_folds = pd.DataFrame(class_f1).mean()
-    labels, predicted = (pooled[column].map(classes.index).to_numpy() for column in ("actual", "predicted"))
     by_class = per_class(labels, predicted, classes)
     summary = {
         "folds": folds,

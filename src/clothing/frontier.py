@@ -29,6 +29,7 @@ from clothing.errors import PipelineError
 from clothing.experiments import file_at
 from clothing.files import write_csv
 from clothing.latency import single_image_latency
+from clothing.metrics import bootstrap_intervals, encoded
 from clothing.system import cpu_description
 
 CSV, PNG = Path("metrics/frontier.csv"), Path("metrics/frontier.png")
@@ -45,14 +46,17 @@ def measure(point: str, reference: pd.DataFrame, warmup: int, runs: int) -> dict
     timing = json.loads(file_at(point, "metrics/timing/train.json"))
     params = yaml.safe_load(file_at(point, "params.yaml"))["train"]
     model = cached_output(point, INT8)
-    versus = paired_comparison(reference, predictions_at(point))
+    answers = predictions_at(point)
+    labels, predicted, classes = encoded(answers["actual"], answers["predicted"])
+    interval = bootstrap_intervals(labels, predicted, len(classes))["accuracy"]
+    versus = paired_comparison(reference, answers)
     return {
         "point": point,
         "backbone": params["backbone"],
         "image_size": params["image_size"],
         "accuracy": scores["accuracy"],
-        "accuracy_low": scores.get("ci95", {}).get("accuracy", {}).get("low"),
-        "accuracy_high": scores.get("ci95", {}).get("accuracy", {}).get("high"),
+        "accuracy_low": interval["low"],
+        "accuracy_high": interval["high"],
         "macro_f1": scores["macro_f1"],
         "weighted_f1": scores["weighted_f1"],
         "macs_m": round(complexity["macs"] / 1e6, 1),
@@ -62,6 +66,7 @@ def measure(point: str, reference: pd.DataFrame, warmup: int, runs: int) -> dict
         "int8_gzip_mb": round(len(gzip.compress(model.read_bytes(), 9)) / 1e6, 3),
         "int8_ms_1_thread": int8_latency(model, warmup, runs),
         "train_min": round(timing["wall_seconds"]["total"] / 60, 1),
+        "sparsity": json.loads(file_at(point, "metrics/train.json")).get("pruned", {}).get("prunable_kernels", 0.0),
         "vs_reference": versus["difference"],
         "vs_reference_low": versus["difference_ci95"][0],
         "vs_reference_high": versus["difference_ci95"][1],

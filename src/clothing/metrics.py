@@ -55,6 +55,12 @@ def bootstrap_intervals(
     }
 
 
+def encoded(actual: pd.Series, predicted: pd.Series) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Class names as indices into their sorted union: (labels, predicted, classes)."""
+    classes = sorted(set(actual) | set(predicted))
+    return actual.map(classes.index).to_numpy(), predicted.map(classes.index).to_numpy(), classes
+
+
 def per_class(labels: np.ndarray, predicted: np.ndarray, class_names: list[str]) -> pd.DataFrame:
     precision, recall, f1, support = precision_recall_fscore_support(
         labels, predicted, labels=np.arange(len(class_names)), zero_division=0
