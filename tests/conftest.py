@@ -150,6 +150,20 @@ def trained(tmp_path_factory: pytest.TempPathFactory, archive: Archive) -> Path:
     return project
 
 
+GIT_USER = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+
+
+def git_repo(project: Path, env: dict) -> None:
+    """Make the project copy a git and DVC repository, as a user's clone is (DVC experiments need git)."""
+    run(project, "git", "init", "-q", env=env)
+    run(project, "dvc", "init", "-q", env=env)
+
+
+def commit_all(project: Path, env: dict, message: str = "tiny") -> None:
+    run(project, "git", "add", "-A", env=env)
+    run(project, "git", "commit", "-qm", message, env=env)
+
+
 def update_params(project: Path, changes: dict, base: Path | None = None) -> None:
     params = yaml.safe_load((base or project / "params.yaml").read_text())
     for key, value in changes.items():

@@ -9,15 +9,24 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import TINY_TRAIN, Archive, make_project, run, stage, stage_module, update_params
+from conftest import (
+    GIT_USER,
+    TINY_TRAIN,
+    Archive,
+    commit_all,
+    git_repo,
+    make_project,
+    run,
+    stage,
+    stage_module,
+    update_params,
+)
 from scipy.stats import binomtest
 
 from clothing.compare import paired_comparison, verdict
 from clothing.errors import PipelineError
 from clothing.files import read_table
 from clothing.metrics import bootstrap_intervals, headline_scores
-
-GIT_USER = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
 
 
 def noisy_predictions(n: int, accuracy: float, seed: int, classes: int = 17) -> tuple[np.ndarray, np.ndarray]:
@@ -127,8 +136,8 @@ def test_crossval_runs_every_fold_as_an_experiment_and_summarizes(tmp_path: Path
     env = GIT_USER | {"HOME": str(tmp_path / "home")}
     project = make_project(tmp_path / "repo", archive)
     update_params(project, {"train": TINY_TRAIN})
-    for command in (["git", "init", "-q"], ["dvc", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "t"]):
-        run(project, *command, env=env)
+    git_repo(project, env)
+    commit_all(project, env)
     run(project, sys.executable, "-m", "clothing.crossval", "--folds", "3", env=env)
 
     summary = json.loads((project / "metrics/cv/cv3.json").read_text())

@@ -6,12 +6,10 @@ import sys
 from pathlib import Path
 
 import pandas as pd
-from conftest import TINY_TRAIN, Archive, make_project, run, update_params
+from conftest import GIT_USER, TINY_TRAIN, Archive, commit_all, git_repo, make_project, run, update_params
 
 from clothing.files import read_table
 from clothing.frontier import pareto
-
-GIT_USER = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
 
 
 def test_pareto_keeps_the_points_nothing_beats() -> None:
@@ -25,9 +23,9 @@ def test_frontier_reads_every_point_and_times_its_int8_model(tmp_path: Path, arc
     env = GIT_USER | {"HOME": str(tmp_path / "home")}
     project = make_project(tmp_path / "repo", archive)
     update_params(project, {"train": TINY_TRAIN, "quantize": {"variants": ["int8"], "latency_runs": 5}})
-    for command in (["git", "init", "-q"], ["dvc", "init", "-q"], ["dvc", "repro"], ["git", "add", "-A"]):
-        run(project, *command, env=env)
-    run(project, "git", "commit", "-qm", "tiny run", env=env)
+    git_repo(project, env)
+    run(project, "dvc", "repro", env=env)
+    commit_all(project, env)
     run(project, "dvc", "exp", "run", "-n", "bigger", "-S", "train.image_size=48", env=env)
     result = run(project, sys.executable, "-m", "clothing.frontier", "HEAD", "bigger", "--runs", "5", env=env)
 

@@ -10,12 +10,21 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import EXPECTED_KEPT, TINY_TRAIN, Archive, make_project, run, update_params
+from conftest import (
+    EXPECTED_KEPT,
+    GIT_USER,
+    TINY_TRAIN,
+    Archive,
+    commit_all,
+    git_repo,
+    make_project,
+    run,
+    update_params,
+)
 
 from clothing.tf import keras
 
 MOBILENET_FILE = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
-GIT_USER = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
 
 REPO = Path(__file__).resolve().parents[1]
 PIPELINE = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
@@ -83,10 +92,8 @@ def test_a_queued_experiment_uses_the_workspace_mirror(tmp_path: Path, archive: 
     project = make_project(tmp_path / "repo", archive)
     update_params(project, {"mirrors": ["../mirror"], "train": TINY_TRAIN | {"backbone": "mobilenet_v2"}})
     update_params(project, {"train": {"weights": "imagenet"}})
-    run(project, "git", "init", "-q", env=env)
-    run(project, "dvc", "init", "-q", env=env)
-    run(project, "git", "add", "-A", env=env)
-    run(project, "git", "commit", "-qm", "tiny", env=env)
+    git_repo(project, env)
+    commit_all(project, env)
     run(project, "dvc", "exp", "run", "--queue", "-n", "queued", "weights", env=env)
     run(project, "dvc", "exp", "run", "--run-all", env=env)
     # The experiment's dvc.lock, and the weights file it recorded, as DVC cached it.
@@ -106,8 +113,7 @@ def test_the_pipeline_runs_in_a_git_repo_without_commits(tmp_path: Path, archive
     """`git init && dvc init && dvc repro` before the first commit: dvclive must not ask git for HEAD."""
     project = make_project(tmp_path, archive)
     update_params(project, {"train": TINY_TRAIN})
-    run(project, "git", "init", "-q", env=GIT_USER)
-    run(project, "dvc", "init", "-q", env=GIT_USER)
+    git_repo(project, GIT_USER)
     run(project, "dvc", "repro", "train", env=GIT_USER)
     curve = (project / "metrics/train/plots/metrics/eval/accuracy.tsv").read_text().splitlines()
     assert len(curve) == 1 + TINY_TRAIN["head"]["epochs"] + TINY_TRAIN["fine_tune"]["epochs"]
