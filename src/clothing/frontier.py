@@ -34,8 +34,12 @@ from clothing.system import cpu_description
 
 CSV, PNG = Path("metrics/frontier.csv"), Path("metrics/frontier.png")
 INT8 = "models/tflite/model_int8.tflite"
-# The committed sweep: `dvc exp run` commands for each are in the README.
-FRONTIER_POINTS = ["HEAD"]
+# The committed sweep: the README gives the `dvc exp run` command of each.
+FRONTIER_POINTS = [
+    *("HEAD", "res192", "res160", "res128"),  # MobileNetV2 at 224 (the default) to 128 px
+    *("lite0", "lite1", "lite2", "baseline-cnn"),  # other backbones
+    *("prune50", "prune75"),  # MobileNetV2 224, its fine-tuned part pruned
+]
 
 
 def measure(point: str, reference: pd.DataFrame, warmup: int, runs: int) -> dict:
