@@ -37,7 +37,7 @@ INT8 = "models/tflite/model_int8.tflite"
 # The committed sweep: the README gives the `dvc exp run` command of each.
 FRONTIER_POINTS = [
     *("HEAD", "res192", "res160", "res128"),  # MobileNetV2 at 224 (the default) to 128 px
-    *("lite0", "lite1", "lite2", "baseline-cnn"),  # other backbones
+    *("lite0", "lite1", "lite2"),  # other backbones
     *("prune50", "prune75"),  # MobileNetV2 224, its fine-tuned part pruned
 ]
 
