@@ -124,7 +124,6 @@ def pareto(costs: pd.Series, accuracy: pd.Series) -> pd.Series:
 
 
 def plot(table: pd.DataFrame, cpu: str, path: Path) -> None:
-    from clothing.files import atomic_file
     from clothing.plots import plt, save_png
 
     figure, panels = plt.subplots(1, 2, figsize=(13, 5), sharey=True)
@@ -146,8 +145,7 @@ def plot(table: pd.DataFrame, cpu: str, path: Path) -> None:
         axes.legend(loc="lower right")
     panels[0].set_ylabel("test accuracy (95 % interval)")
     figure.suptitle("Accuracy against cost: each point a DVC experiment")
-    with atomic_file(path) as tmp:
-        save_png(figure, tmp)
+    save_png(figure, path)
 
 
 def main(argv: list[str] | None = None) -> int:
