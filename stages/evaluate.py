@@ -68,6 +68,8 @@ def main() -> None:
         "confidence": probabilities.max(axis=1).round(4),
     })  # fmt: skip
     write_csv(OUT / "predictions.csv", predictions)
+    # Every class's probability per photo: what a label audit (clothing.audit) needs.
+    write_csv(OUT / "probabilities.csv", probability_table(test, probabilities, classes))
     bins = reliability(labels, probabilities, params.calibration_bins)
     write_csv(OUT / "reliability.csv", bins.round(4))
     # What `predict --min-confidence` trades: photos answered against accuracy on those.
@@ -80,6 +82,11 @@ def main() -> None:
         f"evaluate: accuracy {summary['accuracy']:.4f}, macro F1 {summary['macro_f1']:.4f}, "
         f"weighted F1 {summary['weighted_f1']:.4f} on {len(test)} test images"
     )
+
+
+def probability_table(test: pd.DataFrame, probabilities: np.ndarray, classes: list[str]) -> pd.DataFrame:
+    columns = pd.DataFrame(probabilities.round(5), columns=classes)
+    return pd.concat([test[["image", "label"]].reset_index(drop=True), columns], axis=1)
 
 
 def plot_confusion(labels: np.ndarray, predicted: np.ndarray, classes: list[str], path: Path) -> None:

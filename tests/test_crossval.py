@@ -152,6 +152,14 @@ def test_crossval_runs_every_fold_as_an_experiment_and_summarizes(tmp_path: Path
     assert summary["accuracy"]["mean"] == pytest.approx(accuracies.mean(), abs=1e-4)
     assert summary["accuracy"]["sd"] == pytest.approx(accuracies.std(ddof=1), abs=1e-4)
     assert sum(kept["support"] for kept in summary["per_class"].values()) == 30
+    # Out-of-fold probabilities: every photo once, its row a distribution whose top class is the prediction.
+    probabilities = pd.read_csv(project / "metrics/cv/cv3_probabilities.csv")
+    classes = [c for c in probabilities.columns if c not in ("image", "label", "fold")]
+    assert sorted(probabilities["image"]) == sorted(predictions["image"])
+    np.testing.assert_allclose(probabilities[classes].sum(axis=1), 1, atol=1e-3)
+    by_photo = probabilities.set_index("image").loc[predictions["image"], classes]
+    predicted = by_photo.to_numpy()[np.arange(len(by_photo)), [classes.index(c) for c in predictions["predicted"]]]
+    np.testing.assert_allclose(predicted, by_photo.max(axis=1), atol=1e-5)  # rounding may tie
     pooled = summary["pooled"]
     assert pooled["ci95"]["accuracy"]["low"] <= pooled["accuracy"] <= pooled["ci95"]["accuracy"]["high"]
     # The paired comparison reads two experiments by name.

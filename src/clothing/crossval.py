@@ -12,7 +12,9 @@ The summary reads what each experiment committed (its metrics files are in git) 
 ``metrics/cv/{name}.json`` (mean, sd, min and max over folds of accuracy, macro F1 and
 weighted F1; per-class F1 over folds with support; and the pooled out-of-fold scores
 with bootstrap intervals), ``metrics/cv/{name}_folds.csv`` and
-``metrics/cv/{name}_predictions.csv`` (every photo's out-of-fold prediction).
+``metrics/cv/{name}_predictions.csv`` (every photo's out-of-fold prediction) and
+``metrics/cv/{name}_probabilities.csv`` (its out-of-fold probability for every class: the
+label audit's input).
 """
 
 from __future__ import annotations
@@ -42,9 +44,9 @@ def queue_and_run(name: str, folds: int, settings: list[str]) -> None:
     _dvc("exp", "run", "--run-all")
 
 
-def summarize(name: str, folds: int) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
-    """(summary, one row per fold, every photo's out-of-fold prediction) from the fold experiments."""
-    rows, predictions, class_f1 = [], [], []
+def summarize(name: str, folds: int) -> tuple[dict, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """(summary, one row per fold, every photo's out-of-fold prediction, and its probabilities)."""
+    rows, predictions, probabilities, class_f1 = [], [], [], []
     for fold in range(folds):
         experiment = f"{name}-fold{fold}"
         scores = json.loads(file_at(experiment, "metrics/eval.json"))
@@ -52,6 +54,8 @@ def summarize(name: str, folds: int) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
         class_f1.append({name: kept["f1"] for name, kept in scores["per_class"].items()})
         answered = pd.read_csv(io.StringIO(file_at(experiment, "metrics/eval/predictions.csv")), dtype=str)
         predictions.append(answered.assign(fold=fold))
+        scored = pd.read_csv(io.StringIO(file_at(experiment, "metrics/eval/probabilities.csv")))
+        probabilities.append(scored.assign(fold=fold))
     table, pooled = pd.DataFrame(rows), pd.concat(predictions, ignore_index=True)
     if pooled["image"].duplicated().any():
         raise PipelineError(f"{name}: a photo is in two folds' test splits: were they run with different seeds or K?")
@@ -74,7 +78,7 @@ def summarize(name: str, folds: int) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
             for _, row in by_class.iterrows()
         },
     }
-    return summary, table, pooled
+    return summary, table, pooled, pd.concat(probabilities, ignore_index=True)
 
 
 def _spread(values: pd.Series) -> dict[str, float]:
@@ -105,13 +109,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if not args.summary_only:
             queue_and_run(name, args.folds, args.settings)
-        summary, folds, predictions = summarize(name, args.folds)
+        summary, folds, predictions, probabilities = summarize(name, args.folds)
     except PipelineError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     write_json(OUT / f"{name}.json", summary | {"settings": args.settings})
     write_csv(OUT / f"{name}_folds.csv", folds)
     write_csv(OUT / f"{name}_predictions.csv", predictions)
+    write_csv(OUT / f"{name}_probabilities.csv", probabilities)
     accuracy = summary["accuracy"]
     print(f"{name}: accuracy {accuracy['mean']:.4f} ± {accuracy['sd']:.4f} (sd over {args.folds} folds)")
     return 0
