@@ -2,6 +2,13 @@
 
 Every row or image that is dropped is listed with its reason in metrics/dropped.csv;
 counts per class and per reason go to metrics/data.json.
+
+Reviewed corrections in data/relabel.csv (image, label, reason; written by a person after
+the label audit, never by a program) are applied first: ``label`` becomes the new label,
+or ``drop`` (listed with reason ``review_drop``). ``dataset_label`` keeps the dataset's own
+label, which split stratifies and scores the test split by. A dropped photo stays in
+labels.csv labelled ``drop``, so split assigns every photo as before the review and then
+leaves it out of training.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from clothing.params import Section, load_section
 from clothing.plots import plt, save_png
 
 RAW = Path("data/raw")
+CORRECTIONS = Path("data/relabel.csv")
 OUT = Path("data/clean")
 METRICS = Path("metrics")
 REASONS = [
@@ -27,6 +35,7 @@ REASONS = [
     "missing_image",
     "unreadable_image",
     "missing_label",
+    "review_drop",
     "excluded_label",
     "duplicate_image",
     "no_label_row",
@@ -48,10 +57,13 @@ class CleanParams(Section):
 def main() -> None:
     params = load_section("clean", CleanParams)
     rows = read_rows(RAW / "images.csv")
-    kept, dropped = clean(rows, RAW / "images", params)
+    rows = apply_corrections(rows, read_corrections(CORRECTIONS, rows))
+    labelled, dropped = clean(rows, RAW / "images", params)
+    check_corrected_photos_kept(labelled)
+    kept = labelled[labelled["label"] != "drop"]
 
     with atomic_dir(OUT) as out:
-        write_csv(out / "labels.csv", kept)
+        write_csv(out / "labels.csv", labelled)
     write_csv(METRICS / "dropped.csv", dropped)
     counts = kept["label"].value_counts().sort_index()
     write_json(METRICS / "data.json", summary(rows, kept, dropped))
@@ -88,8 +100,33 @@ def normalise_labels(labels: pd.Series) -> pd.Series:
     return key.map(commonest)
 
 
+def read_corrections(path: Path, rows: pd.DataFrame) -> pd.DataFrame:
+    """The reviewed corrections, each naming a known photo and a known label (or ``drop``) with a reason."""
+    corrections = read_table(path)
+    missing = {"image", "label", "reason"} - set(corrections.columns)
+    if missing:
+        raise PipelineError(f"{path}: missing columns {sorted(missing)}")
+    problems = {
+        "photos listed twice": corrections["image"][corrections["image"].duplicated()],
+        "photos not in the dataset": corrections["image"][~corrections["image"].isin(rows["image"])],
+        "unknown labels (a class name or drop)": corrections["label"][
+            ~corrections["label"].isin(set(rows["label"]) | {"drop"})
+        ],
+        "corrections without a reason": corrections["image"][corrections["reason"].str.strip() == ""],
+    }
+    for problem, values in problems.items():
+        if len(values):
+            raise PipelineError(f"{path}: {problem}: {sorted(set(values))[:5]}")
+    return corrections
+
+
+def apply_corrections(rows: pd.DataFrame, corrections: pd.DataFrame) -> pd.DataFrame:
+    new_label = rows["image"].map(corrections.set_index("image")["label"])
+    return rows.assign(dataset_label=rows["label"], label=new_label.fillna(rows["label"]))
+
+
 def clean(rows: pd.DataFrame, images: Path, params: CleanParams) -> tuple[pd.DataFrame, pd.DataFrame]:
-    check_label_params(params, set(rows["label"]) - {""})
+    check_label_params(params, set(rows["label"]) - {"", "drop"})
     reason = pd.Series("", index=rows.index)
 
     def drop(mask: pd.Series, why: str) -> None:
@@ -102,20 +139,31 @@ def clean(rows: pd.DataFrame, images: Path, params: CleanParams) -> tuple[pd.Dat
     unreadable = [is_unreadable(p) for p in tqdm(to_check, desc="check images", unit="img")]
     drop(pd.Series(unreadable, index=to_check.index).reindex(rows.index, fill_value=False), "unreadable_image")
     drop(rows["label"] == "", "missing_label")
+    drop(rows["label"] == "drop", "review_drop")
     if params.keep_labels is not None:
         drop(~rows["label"].isin(params.keep_labels), "excluded_label")
     drop(rows["label"].isin(params.drop_labels), "excluded_label")
     digests = paths.where(reason == "").dropna().map(sha256_file)
     drop(digests.duplicated().reindex(rows.index, fill_value=False), "duplicate_image")
 
-    kept = rows[reason == ""].assign(path=paths.map(Path.as_posix))
-    dropped = rows.assign(reason=reason)[reason != ""][["image", "label", "reason"]]
+    kept = rows[reason.isin(["", "review_drop"])].assign(path=paths.map(Path.as_posix))
+    dropped = rows.assign(reason=reason)[reason != ""][["image", "dataset_label", "reason"]]
+    dropped = dropped.rename(columns={"dataset_label": "label"})
     unlabelled = sorted({p.stem for p in images.glob("*.jpg")} - set(rows["image"]))
     dropped = pd.concat([dropped, pd.DataFrame({"image": unlabelled, "label": "", "reason": "no_label_row"})])
     return (
-        kept[["image", "label", "sender_id", "kids", "path"]].reset_index(drop=True),
+        kept[["image", "label", "dataset_label", "sender_id", "kids", "path"]].reset_index(drop=True),
         dropped.sort_values(["reason", "image"]).reset_index(drop=True),
     )
+
+
+def check_corrected_photos_kept(labelled: pd.DataFrame) -> None:
+    """The test split is scored by dataset labels, so each photo's must be a kept class."""
+    outside = labelled["image"][~labelled["dataset_label"].isin(set(labelled["label"]) - {"drop"})]
+    if len(outside):
+        raise PipelineError(
+            f"{CORRECTIONS}: only photos whose dataset label is a kept class can be corrected: {sorted(outside)[:5]}"
+        )
 
 
 def check_label_params(params: CleanParams, labels: set[str]) -> None:
@@ -143,6 +191,7 @@ def summary(rows: pd.DataFrame, kept: pd.DataFrame, dropped: pd.DataFrame) -> di
         "classes": int(kept["label"].nunique()),
         "dropped": len(dropped),
         "dropped_per_reason": {why: int(per_reason.get(why, 0)) for why in REASONS},
+        "relabelled": int((kept["label"] != kept["dataset_label"]).sum()),
         "kept_per_class": {k: int(v) for k, v in kept["label"].value_counts().sort_index().items()},
     }
 

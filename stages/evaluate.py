@@ -4,6 +4,8 @@ The model's scores on the test split (quantize scores its TFLite variants on the
 photos; no stage chooses anything by them), with 95 % bootstrap intervals of the headline
 scores (``ci95``): 510 photos leave about ±3 points of accuracy. With ``evaluate.tta_flip`` the mirrored-photo
 average is reported beside the plain figures, under ``tta_flip``, never instead of them.
+The test split is scored by the dataset's labels; ``reviewed_test_labels`` scores it by
+the reviewed corrections (data/relabel.csv) beside, with the number of labels changed.
 """
 
 from __future__ import annotations
@@ -20,9 +22,9 @@ from clothing.classifier import class_indices, load_classifier
 from clothing.errors import run_stage
 from clothing.files import read_table, write_csv, write_json
 from clothing.images import load_images
-from clothing.metrics import bootstrap_intervals, coverage, per_class, reliability, scores
+from clothing.metrics import bootstrap_intervals, coverage, headline_scores, per_class, reliability, scores
 from clothing.params import Section, load_section
-from clothing.plots import plt, save_png
+from clothing.plots import plt, save_gallery, save_png
 
 MODEL = Path("models/model.keras")
 TEST = Path("data/split/test.csv")
@@ -51,6 +53,7 @@ def main() -> None:
     summary["ci95"] = bootstrap_intervals(
         labels, predicted, len(classes), params.bootstrap_resamples, params.bootstrap_seed
     )
+    summary["reviewed_test_labels"] = reviewed_scores(test, probabilities, classes)
     if params.tta_flip:
         mirrored = classifier.predict(images[:, :, ::-1])
         summary["tta_flip"] = scores(labels, (probabilities + mirrored) / 2, params.calibration_bins)
@@ -84,6 +87,17 @@ def main() -> None:
     )
 
 
+def reviewed_scores(test: pd.DataFrame, probabilities: np.ndarray, classes: list[str]) -> dict:
+    """Headline scores against the reviewed labels, leaving out the photos reviewed as ``drop``."""
+    kept = (test["reviewed_label"] != "drop").to_numpy()
+    reviewed = class_indices(test["reviewed_label"][kept], classes, f"{TEST} (reviewed_label)")
+    scored = headline_scores(reviewed, probabilities[kept].argmax(axis=1), len(classes))
+    return {
+        "changed": int((test["reviewed_label"] != test["label"]).sum()),
+        "test_images": int(kept.sum()),
+    } | {name: round(float(value), 4) for name, value in scored.items()}
+
+
 def probability_table(test: pd.DataFrame, probabilities: np.ndarray, classes: list[str]) -> pd.DataFrame:
     columns = pd.DataFrame(probabilities.round(5), columns=classes)
     return pd.concat([test[["image", "label"]].reset_index(drop=True), columns], axis=1)
@@ -114,17 +128,8 @@ def plot_reliability(bins: pd.DataFrame, ece: float, path: Path) -> None:
 def plot_mistakes(images: np.ndarray, predictions: pd.DataFrame, count: int, path: Path) -> None:
     wrong = predictions[predictions["actual"] != predictions["predicted"]]
     worst = wrong.sort_values("confidence", ascending=False).head(count)
-    columns = 4
-    rows = max(1, -(-len(worst) // columns))
-    # Constrained layout leaves room for the suptitle above the first row's titles.
-    figure, grid = plt.subplots(rows, columns, figsize=(3 * columns, 3.3 * rows), squeeze=False, layout="constrained")
-    for axes in grid.flat:
-        axes.axis("off")
-    for axes, (index, row) in zip(grid.flat, worst.iterrows(), strict=False):
-        axes.imshow(images[index])
-        axes.set_title(f"true {row.actual}\npred {row.predicted} ({row.confidence:.2f})", fontsize=9)
-    figure.suptitle("Most confident mistakes on the test split")
-    save_png(figure, path)
+    titles = [f"true {row.actual}\npred {row.predicted} ({row.confidence:.2f})" for row in worst.itertuples()]
+    save_gallery(images[worst.index], titles, "Most confident mistakes on the test split", path)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,11 @@
 """split: data/clean/labels.csv -> data/split/{train,val,test}.csv, stratified by label.
 
+Stratified by the dataset's own label (``dataset_label``), so a reviewed correction
+(data/relabel.csv) never moves a photo between splits. Train and val carry the corrected
+labels, without the photos reviewed as ``drop``; the test split is scored by the dataset's
+labels, so every figure stays comparable with runs before the corrections, and carries the
+corrected one as ``reviewed_label``.
+
 With ``split.group_by_sender`` whole contributors go to one split, so near-identical
 shots of one person's shirt never sit on both sides of the train/test line; the
 fractions are then met as closely as whole contributors allow. With ``split.folds`` K,
@@ -21,6 +27,7 @@ from clothing.files import atomic_dir, read_table, write_csv, write_json
 from clothing.params import Section, load_section
 
 LABELS = Path("data/clean/labels.csv")
+STRATUM = "dataset_label"
 OUT = Path("data/split")
 SPLITS = ("train", "val", "test")
 Fraction = Annotated[float, Field(gt=0, lt=1)]
@@ -57,7 +64,7 @@ def main() -> None:
 
 
 def split(labels: pd.DataFrame, params: SplitParams) -> dict[str, pd.DataFrame]:
-    too_few = labels["label"].value_counts().loc[lambda counts: counts < len(SPLITS)]
+    too_few = labels[STRATUM].value_counts().loc[lambda counts: counts < len(SPLITS)]
     if not too_few.empty:
         raise PipelineError(f"split: classes with fewer than 3 images cannot be stratified: {dict(too_few)}")
     val_share_of_rest = params.val / (params.train + params.val)
@@ -69,16 +76,17 @@ def split(labels: pd.DataFrame, params: SplitParams) -> dict[str, pd.DataFrame]:
         train, val = held_out(rest, val_share_of_rest, params)
     except ValueError as error:
         raise PipelineError(f"split: cannot split these labels with these params ({error})") from None
-    return {"train": train, "val": val, "test": test}
+    test = test.assign(reviewed_label=test["label"], label=test["dataset_label"])
+    return {"train": train[train["label"] != "drop"], "val": val[val["label"] != "drop"], "test": test}
 
 
 def kth_fold(frame: pd.DataFrame, params: SplitParams) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(the other folds, fold ``params.fold``) of a stratified, optionally sender-grouped, K-fold."""
     if params.group_by_sender:
         folds = StratifiedGroupKFold(params.folds, shuffle=True, random_state=params.seed)
-        all_folds = folds.split(frame, frame["label"], groups=frame["sender_id"])
+        all_folds = folds.split(frame, frame[STRATUM], groups=frame["sender_id"])
     else:
-        all_folds = StratifiedKFold(params.folds, shuffle=True, random_state=params.seed).split(frame, frame["label"])
+        all_folds = StratifiedKFold(params.folds, shuffle=True, random_state=params.seed).split(frame, frame[STRATUM])
     keep, held = list(all_folds)[params.fold]
     return frame.iloc[keep], frame.iloc[held]
 
@@ -87,14 +95,14 @@ def held_out(frame: pd.DataFrame, fraction: float, params: SplitParams) -> tuple
     """(the rest, about ``fraction`` of ``frame``) stratified, as whole senders if grouped."""
     if params.group_by_sender:
         return one_group_fold(frame, fraction, params.seed)
-    rest, held = train_test_split(frame, test_size=fraction, stratify=frame["label"], random_state=params.seed)
+    rest, held = train_test_split(frame, test_size=fraction, stratify=frame[STRATUM], random_state=params.seed)
     return rest, held
 
 
 def one_group_fold(frame: pd.DataFrame, fraction: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Hold out about ``fraction`` of ``frame`` as whole sender groups, stratified by label."""
     folds = StratifiedGroupKFold(n_splits=round(1 / fraction), shuffle=True, random_state=seed)
-    keep, held_out = next(folds.split(frame, frame["label"], groups=frame["sender_id"]))
+    keep, held_out = next(folds.split(frame, frame[STRATUM], groups=frame["sender_id"]))
     return frame.iloc[keep], frame.iloc[held_out]
 
 

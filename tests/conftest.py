@@ -36,6 +36,7 @@ EXPECTED_DROPPED = {
     "missing_image": 1,
     "unreadable_image": 1,
     "missing_label": 0,
+    "review_drop": 0,
     "excluded_label": 3,
     "duplicate_image": 1,
     "no_label_row": 1,
@@ -66,7 +67,8 @@ def photo(path: Path, colour: tuple[int, int, int], seed: int, size: int = 40) -
     Image.fromarray(pixels).save(path, quality=90)
 
 
-def tiny_dataset(root: Path) -> Path:
+def tiny_dataset(root: Path, mislabelled: dict[str, str] | None = None) -> Path:
+    """The tiny dataset; ``mislabelled`` gives some photos a wrong label (name -> label)."""
     folder = root / TOP
     images = folder / "images"
     images.mkdir(parents=True)
@@ -79,7 +81,7 @@ def tiny_dataset(root: Path) -> Path:
             photo(images / f"{name}.jpg", colour, seed)
             # One row spells its label differently: clean must normalise it.
             spelled = " t-shirt " if name == "t-shirt-03" else label
-            rows.append((name, i % SENDERS, spelled))
+            rows.append((name, i % SENDERS, (mislabelled or {}).get(name, spelled)))
     shutil.copy(images / "pants-00.jpg", images / "pants-copy.jpg")
     rows.append(("pants-copy", 0, "Pants"))  # byte-identical duplicate
     (images / "shoes-corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not a jpeg")
@@ -102,14 +104,17 @@ def zip_folder(folder: Path, zip_path: Path) -> Path:
     return zip_path
 
 
-@pytest.fixture(scope="session")
-def archive(tmp_path_factory: pytest.TempPathFactory) -> Archive:
-    root = tmp_path_factory.mktemp("tiny")
-    folder = tiny_dataset(root)
+def make_archive(root: Path, mislabelled: dict[str, str] | None = None) -> Archive:
+    folder = tiny_dataset(root, mislabelled)
     mirror = root / "mirror"
     mirror.mkdir()
     zip_path = zip_folder(folder, mirror / f"{TOP}.zip")
     return Archive(zip_path, tree_digest(folder))
+
+
+@pytest.fixture(scope="session")
+def archive(tmp_path_factory: pytest.TempPathFactory) -> Archive:
+    return make_archive(tmp_path_factory.mktemp("tiny"))
 
 
 @pytest.fixture()
@@ -117,12 +122,21 @@ def project(tmp_path: Path, archive: Archive) -> Path:
     return make_project(tmp_path, archive)
 
 
-def make_project(tmp_path: Path, archive: Archive) -> Path:
-    """A copy of the repo's pipeline whose params point at the tiny archive's mirror."""
+def make_project(tmp_path: Path, archive: Archive, audit: bool = False) -> Path:
+    """A copy of the repo's pipeline whose params point at the tiny archive's mirror.
+
+    Without ``audit`` the copy has no audit stage: it reads a cross-validation run's
+    probabilities, which the repo commits but a fresh tiny project has not made.
+    """
     for name in ("stages", "src"):
         shutil.copytree(REPO / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    for name in ("dvc.yaml", ".dvcignore"):
-        shutil.copy(REPO / name, tmp_path / name)
+    shutil.copy(REPO / ".dvcignore", tmp_path / ".dvcignore")
+    pipeline = yaml.safe_load((REPO / "dvc.yaml").read_text())
+    if not audit:
+        del pipeline["stages"]["audit"]
+    (tmp_path / "dvc.yaml").write_text(yaml.safe_dump(pipeline, sort_keys=False))
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data/relabel.csv").write_text("image,label,reason\n")  # no reviewed corrections
     update_params(
         tmp_path,
         {
