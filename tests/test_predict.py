@@ -226,3 +226,12 @@ def test_usage_errors_exit_2() -> None:
     with pytest.raises(SystemExit) as exited:
         main(["predict"])
     assert exited.value.code == 2
+
+
+def test_predict_prints_only_the_predictions_unless_verbose(trained: Path, photos: Path) -> None:
+    """TensorFlow's native start-up lines (absl, oneDNN) are silenced; --verbose brings them back."""
+    quiet = cli("predict", str(photos / "good/red.jpg"), cwd=trained)
+    assert quiet.returncode == 0 and quiet.stderr == ""
+    assert quiet.stdout.splitlines() == [line for line in quiet.stdout.splitlines() if "red.jpg" in line] != []
+    verbose = cli("predict", "--verbose", str(photos / "good/red.jpg"), cwd=trained)
+    assert "absl::InitializeLog" in verbose.stderr and verbose.stdout == quiet.stdout

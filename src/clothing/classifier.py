@@ -20,6 +20,7 @@ from clothing.backbones import BACKBONES
 from clothing.errors import PipelineError
 from clothing.files import atomic_file, write_json
 from clothing.images import load_images
+from clothing.quiet import native_logs_silenced
 from clothing.system import usable_cores
 
 if TYPE_CHECKING:
@@ -106,7 +107,8 @@ def tflite_forward(path: Path, threads: int | None = None) -> Callable[[np.ndarr
     from ai_edge_litert.interpreter import Interpreter
 
     interpreter = Interpreter(model_path=str(path), num_threads=threads or usable_cores())
-    interpreter.allocate_tensors()
+    with native_logs_silenced():  # "Created TensorFlow Lite XNNPACK delegate for CPU."
+        interpreter.allocate_tensors()
     (source,), (sink,) = interpreter.get_input_details(), interpreter.get_output_details()
 
     def forward(batch: np.ndarray) -> np.ndarray:

@@ -11,6 +11,7 @@ import csv
 import glob
 import io
 import json
+import os
 import sys
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -22,6 +23,7 @@ import numpy as np
 from tqdm import tqdm
 
 from clothing.errors import PipelineError
+from clothing.quiet import VERBOSE
 
 if TYPE_CHECKING:
     from clothing.classifier import Classifier
@@ -35,6 +37,8 @@ T = TypeVar("T")
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if args.verbose:
+        os.environ[VERBOSE] = "1"
     try:
         return predict(args)
     except PipelineError as error:
@@ -64,6 +68,7 @@ def parser() -> argparse.ArgumentParser:
         metavar="P",
         help="mark a photo 'uncertain' when its top probability is below P (default: %(default)s, never)",
     )
+    predict.add_argument("--verbose", action="store_true", help="also show TensorFlow's and LiteRT's start-up lines")
     return root
 
 

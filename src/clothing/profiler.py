@@ -13,14 +13,16 @@ import importlib
 from collections.abc import Iterator
 from types import ModuleType
 
-from tensorflow.python.framework import ops, registry
-from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2_as_graph
-
 from clothing.tf import keras, tf
+
+# TensorFlow internals are imported where used, after clothing.tf's import of TensorFlow,
+# which silences its start-up lines.
 
 
 @contextlib.contextmanager
 def _skip_duplicate_statistics() -> Iterator[None]:
+    from tensorflow.python.framework import ops, registry
+
     original = registry.Registry.register
 
     def register(self: registry.Registry, candidate: object, name: str | None = None) -> None:
@@ -47,6 +49,9 @@ def keras_flops_total(model: keras.Model) -> int:
 
 def flops_by_op_type(model: keras.Model) -> dict[str, int]:
     """tf.profiler's FLOPs per TensorFlow op type, on the same frozen graph keras-flops builds."""
+    from tensorflow.python.framework import ops
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2_as_graph
+
     import_keras_flops()  # its statistics for FusedBatchNormV3 and Max count too
     spec = [tf.TensorSpec([1, *i.shape[1:]], i.dtype) for i in model.inputs]
     frozen, _ = convert_variables_to_constants_v2_as_graph(tf.function(model).get_concrete_function(spec))
