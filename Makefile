@@ -7,7 +7,9 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export TF_USE_LEGACY_KERAS := 1
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: setup repro test lock
+MEDIAPIPE_VENV := .venv-mediapipe
+
+.PHONY: setup repro test lock mediapipe browser
 
 setup: $(VENV)/.installed
 
@@ -21,7 +23,28 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 repro: setup
 	dvc repro
 
-test: setup
+# MediaPipe, for the interop test of the TFLite metadata quantize writes, in its own
+# environment: mediapipe 0.10.21 pins numpy < 2 and protobuf < 5, which TensorFlow 2.21
+# cannot share. tools/mediapipe.lock pins it and what it needs.
+mediapipe: $(MEDIAPIPE_VENV)/.installed
+
+$(MEDIAPIPE_VENV)/.installed: tools/mediapipe.lock
+	test -x $(MEDIAPIPE_VENV)/bin/python || $(PYTHON) -m venv $(MEDIAPIPE_VENV)
+	$(MEDIAPIPE_VENV)/bin/python -m pip install --quiet --no-deps -r tools/mediapipe.lock
+	touch $@
+
+# The page's test drives Debian's Chromium headless; install it (as root) where it is missing.
+browser:
+	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver; \
+	  else \
+	    echo "error: the browser test needs Debian's chromium and chromium-driver: sudo apt-get install chromium chromium-driver" >&2; \
+	    exit 1; \
+	  fi; \
+	fi
+
+test: setup mediapipe browser
 	ruff check .
 	ruff format --check .
 	pytest

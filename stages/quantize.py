@@ -4,7 +4,8 @@ Variants: float32, float16, dynamic-range int8, and full-integer int8 calibrated
 sample of the *train* split. Each is scored with the same metric code as evaluate, its
 agreement with the Keras model's predictions counted, and its size, single-image
 latency (one thread and all cores, LiteRT with XNNPACK) and throughput measured, with
-the Keras model measured the same way as the reference row. Timings go to their own
+the Keras model measured the same way as the reference row. Each file carries TFLite
+metadata (labels, input normalisation), so MediaPipe's ImageClassifier runs it as it is. Timings go to their own
 file with the CPU named (``metrics/timing/quantize.json``), apart from the scores, so a
 rerun that reproduces the model diffs clean in ``dvc metrics diff``.
 """
@@ -22,6 +23,7 @@ import numpy as np
 import pandas as pd
 from pydantic import Field, NonNegativeInt
 
+from clothing.backbones import BACKBONES
 from clothing.classifier import Classifier, class_indices, info_path, load_classifier
 from clothing.errors import PipelineError, run_stage
 from clothing.files import atomic_dir, read_table, write_csv, write_json
@@ -31,6 +33,7 @@ from clothing.metrics import scores
 from clothing.params import Section, load_section
 from clothing.system import cpu_description, usable_cores
 from clothing.tf import keras, tf
+from clothing.tflite_metadata import Metadata, normalization, write_metadata
 
 MODEL = Path("models/model.keras")
 OUT = Path("models/tflite")
@@ -66,10 +69,13 @@ def main() -> None:
     keras_predicted = keras_probabilities.argmax(axis=1)
     predictions = pd.DataFrame({"image": test["image"], "actual": test["label"]})
     predictions["keras"] = info.top1(keras_probabilities)
+    # Labels and input normalisation inside each .tflite, as MediaPipe Model Maker writes them.
+    described = Metadata(info.classes, *normalization(BACKBONES[info.backbone].preprocess))
     with atomic_dir(OUT) as out:
         for variant in params.variants:
             path = out / f"model_{variant}.tflite"
             path.write_bytes(convert(reference.keras_model, variant, calibration, params.int8_io))
+            write_metadata(path, described)
             write_json(info_path(path), asdict(info))
             probabilities, row, speed = measure(load_classifier(path), images, labels, keras_predicted)
             predictions[variant] = info.top1(probabilities)

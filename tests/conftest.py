@@ -164,6 +164,24 @@ def trained(tmp_path_factory: pytest.TempPathFactory, archive: Archive) -> Path:
     return project
 
 
+VARIANTS = ["float32", "float16", "dynamic_int8", "int8"]
+QUICK = {"representative_size": 8, "warmup_runs": 1, "latency_runs": 5}
+
+
+@pytest.fixture(scope="session")
+def quantized(trained: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One quantize run with the default variants, shared by the tests that only read its outputs."""
+    project = quick_copy(trained, tmp_path_factory.mktemp("quantized") / "project")
+    stage(project, "quantize")
+    return project
+
+
+def quick_copy(trained: Path, project: Path) -> Path:
+    shutil.copytree(trained, project, symlinks=True)
+    update_params(project, {"quantize": QUICK})
+    return project
+
+
 GIT_USER = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
 
 

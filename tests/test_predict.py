@@ -201,11 +201,17 @@ def test_default_model_is_found_from_another_folder(trained: Path, tmp_path: Pat
         default_model()
 
 
-def test_a_tflite_file_without_its_classes_file_says_so(trained: Path, tmp_path: Path) -> None:
+def test_a_tflite_file_without_metadata_or_classes_file_says_so(tmp_path: Path) -> None:
+    from clothing.tf import keras, tf
+
     alone = tmp_path / "model.tflite"
-    alone.write_bytes(b"not read")
-    with pytest.raises(PipelineError, match=r"its classes file model\.json is missing: copy it from beside"):
+    model = keras.Sequential([keras.layers.Input((8, 8, 3)), keras.layers.Flatten(), keras.layers.Dense(2)])
+    alone.write_bytes(tf.lite.TFLiteConverter.from_keras_model(model).convert())  # no metadata
+    with pytest.raises(PipelineError, match=r"no TFLite metadata and its classes file model\.json is missing"):
         load_classifier(alone)
+    (tmp_path / "broken.tflite").write_bytes(b"not a model")
+    with pytest.raises(PipelineError, match=r"broken.tflite: cannot load model"):
+        load_classifier(tmp_path / "broken.tflite")
 
 
 def test_photos_decode_ahead_in_order_with_bounded_memory() -> None:

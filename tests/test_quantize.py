@@ -3,39 +3,21 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 from ai_edge_litert.interpreter import Interpreter
-from conftest import error_line, stage, update_params
+from conftest import VARIANTS, error_line, quick_copy, stage, update_params
 
 from clothing.classifier import load_classifier
 from clothing.cli import main
-
-VARIANTS = ["float32", "float16", "dynamic_int8", "int8"]
-QUICK = {"representative_size": 8, "warmup_runs": 1, "latency_runs": 5}
 
 
 @pytest.fixture()
 def copy(trained: Path, tmp_path: Path) -> Path:
     return quick_copy(trained, tmp_path / "project")
-
-
-@pytest.fixture(scope="module")
-def quantized(trained: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One quantize run with the default variants, shared by the tests that only read its outputs."""
-    project = quick_copy(trained, tmp_path_factory.mktemp("quantized") / "project")
-    stage(project, "quantize")
-    return project
-
-
-def quick_copy(trained: Path, project: Path) -> Path:
-    shutil.copytree(trained, project, symlinks=True)
-    update_params(project, {"quantize": QUICK})
-    return project
 
 
 def tensor_types(path: Path) -> dict[str, set]:

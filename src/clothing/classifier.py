@@ -22,6 +22,7 @@ from clothing.files import atomic_file, write_json
 from clothing.images import load_images
 from clothing.quiet import native_logs_silenced
 from clothing.system import usable_cores
+from clothing.tflite_metadata import Metadata, read_metadata
 
 if TYPE_CHECKING:
     from clothing.tf import keras
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class ModelInfo:
     classes: list[str]
-    backbone: str
+    backbone: str | None  # None: a .tflite known only by its metadata
     image_size: int
 
     def top1(self, probabilities: np.ndarray) -> list[str]:
@@ -43,10 +44,14 @@ class Classifier:
     info: ModelInfo
     forward: Callable[[np.ndarray], np.ndarray]  # a preprocessed float32 batch -> probabilities
     keras_model: keras.Model | None = None  # None for TFLite
+    metadata: Metadata | None = None  # a .tflite's own labels and input normalisation
 
     def preprocess(self, images: np.ndarray) -> np.ndarray:
         """uint8 RGB images of the model's size -> the float32 batch ``forward`` takes."""
-        return BACKBONES[self.info.backbone].preprocess(images.astype(np.float32))
+        images = images.astype(np.float32)
+        if self.metadata is not None:  # as MediaPipe feeds it: the model's own normalisation
+            return (images - np.float32(self.metadata.mean)) / np.float32(self.metadata.std)
+        return BACKBONES[self.info.backbone].preprocess(images)
 
     def predict(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
         """Class probabilities, one row per uint8 RGB image of the model's size."""
@@ -79,21 +84,21 @@ def save_classifier(model: keras.Model, info: ModelInfo, path: str | Path) -> No
 
 
 def load_classifier(path: str | Path, threads: int | None = None) -> Classifier:
-    """Load ``.keras`` or ``.tflite`` (with ``threads`` interpreter threads, default all usable cores)."""
+    """Load ``.keras`` or ``.tflite`` (with ``threads`` interpreter threads, default all usable cores).
+
+    A ``.tflite`` with metadata (quantize writes it) brings its own labels and input
+    normalisation; otherwise the classes file beside the model (``model.json``) says them.
+    """
     path = Path(path)
     if not path.is_file():
         raise PipelineError(f"{path}: no such model file")
-    if not info_path(path).is_file():
-        raise PipelineError(
-            f"{path}: its classes file {info_path(path).name} is missing: copy it from beside the original model"
-        )
-    try:
-        info = ModelInfo(**json.loads(info_path(path).read_text()))
-    except (OSError, ValueError, TypeError) as error:
-        raise PipelineError(f"{info_path(path)}: cannot read model info ({error})") from None
+    described = _tflite_metadata(path) if path.suffix == ".tflite" else None
     try:
         if path.suffix == ".tflite":
-            return Classifier(info, tflite_forward(path, threads))
+            forward, image_size = tflite_forward(path, threads)
+            info = _model_info(path, described, image_size)
+            return Classifier(info, forward, metadata=described)
+        info = _model_info(path, None, None)
         from clothing.tf import keras  # only here: TensorFlow takes seconds to import
 
         model = keras.models.load_model(path, compile=False)
@@ -102,8 +107,33 @@ def load_classifier(path: str | Path, threads: int | None = None) -> Classifier:
     return Classifier(info, lambda batch: model.predict_on_batch(batch), model)
 
 
-def tflite_forward(path: Path, threads: int | None = None) -> Callable[[np.ndarray], np.ndarray]:
-    """The LiteRT interpreter (XNNPACK) on whole batches; int8 inputs and outputs quantized here."""
+def _tflite_metadata(path: Path) -> Metadata | None:
+    try:
+        return read_metadata(path)
+    except Exception as error:  # a flatbuffer or zip that does not parse: not a usable model file
+        raise PipelineError(f"{path}: cannot load model ({' '.join(str(error).split())[:200]})") from None
+
+
+def _model_info(path: Path, described: Metadata | None, image_size: int | None) -> ModelInfo:
+    if described is not None and image_size is not None:
+        backbone = None
+        if info_path(path).is_file():
+            backbone = json.loads(info_path(path).read_text()).get("backbone")
+        return ModelInfo(described.classes, backbone, image_size)
+    if not info_path(path).is_file():
+        without = "no TFLite metadata and " if path.suffix == ".tflite" else ""
+        raise PipelineError(
+            f"{path}: {without}its classes file {info_path(path).name} is missing: copy it from beside the original model"
+        )
+    try:
+        return ModelInfo(**json.loads(info_path(path).read_text()))
+    except (OSError, ValueError, TypeError) as error:
+        raise PipelineError(f"{info_path(path)}: cannot read model info ({error})") from None
+
+
+def tflite_forward(path: Path, threads: int | None = None) -> tuple[Callable[[np.ndarray], np.ndarray], int]:
+    """The LiteRT interpreter (XNNPACK) on whole batches, and its input size; int8 inputs and outputs
+    quantized here."""
     from ai_edge_litert.interpreter import Interpreter
 
     interpreter = Interpreter(model_path=str(path), num_threads=threads or usable_cores())
@@ -119,7 +149,7 @@ def tflite_forward(path: Path, threads: int | None = None) -> Callable[[np.ndarr
         interpreter.invoke()
         return _dequantize(interpreter.get_tensor(sink["index"]), sink)
 
-    return forward
+    return forward, int(source["shape"][1])
 
 
 def _quantize(values: np.ndarray, detail: dict) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""``clothing-classify predict PATH...``: what is in these photos?
+"""``clothing-classify predict PATH...``: what is in these photos? (``serve``: the same over HTTP.)
 
 Each bad file gets one line on stderr naming it and the reason; the good files in the
 same call are still classified; the exit code is 1 if any file failed.
@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.verbose:
         os.environ[VERBOSE] = "1"
     try:
-        return predict(args)
+        return predict(args) if args.command == "predict" else serve(args)
     except PipelineError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
@@ -69,7 +69,21 @@ def parser() -> argparse.ArgumentParser:
         help="mark a photo 'uncertain' when its top probability is below P (default: %(default)s, never)",
     )
     predict.add_argument("--verbose", action="store_true", help="also show TensorFlow's and LiteRT's start-up lines")
+
+    serve = commands.add_parser("serve", help="an HTTP API (POST /predict) and a web page to try photos on")
+    serve.add_argument("--model", type=Path, help="a .keras or .tflite file (default: as predict)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s, this machine only)")
+    serve.add_argument("--port", type=int, default=8000, help="(default: %(default)s)")
+    serve.add_argument("--threads", type=int, help="TFLite interpreter threads (default: all usable cores)")
+    serve.add_argument("--verbose", action="store_true", help="also show TensorFlow's and LiteRT's start-up lines")
     return root
+
+
+def serve(args: argparse.Namespace) -> int:
+    from clothing import server  # FastAPI and TensorFlow load only once the arguments are good
+
+    server.serve(args.model or default_model(), args.host, args.port, threads=args.threads)
+    return 0
 
 
 def predict(args: argparse.Namespace) -> int:
@@ -173,29 +187,40 @@ def decoded_ahead(
         yield done, future.result()
 
 
-def render(rows: list[tuple[Path, np.ndarray]], classes: list[str], top_k: int, fmt: str, min_confidence: float) -> str:
-    """One record per photo: its top-k classes, and whether its top probability is below ``min_confidence``."""
-    ranked = [
+def ranked(
+    rows: list[tuple[str | Path, np.ndarray]], classes: list[str], top_k: int, min_confidence: float
+) -> list[tuple[str, list[tuple[str, float]], bool]]:
+    """Per photo: its name, its top-k (class, probability), and whether the top one is below ``min_confidence``."""
+    return [
         (str(path), [(classes[i], float(p[i])) for i in np.argsort(-p)[:top_k]], bool(p.max() < min_confidence))
         for path, p in rows
     ]
+
+
+def json_records(ranking: list[tuple[str, list[tuple[str, float]], bool]]) -> list[dict]:
+    """The JSON form of :func:`ranked`, as ``predict --format json`` and ``serve`` answer."""
+    return [
+        {"file": f, "uncertain": unsure, "predictions": [{"class": c, "probability": round(p, 4)} for c, p in top]}
+        for f, top, unsure in ranking
+    ]
+
+
+def render(rows: list[tuple[Path, np.ndarray]], classes: list[str], top_k: int, fmt: str, min_confidence: float) -> str:
+    """One record per photo: its top-k classes, and whether its top probability is below ``min_confidence``."""
+    ranked_rows = ranked(rows, classes, top_k, min_confidence)
     if fmt == "json":
-        records = [
-            {"file": f, "uncertain": unsure, "predictions": [{"class": c, "probability": round(p, 4)} for c, p in top]}
-            for f, top, unsure in ranked
-        ]
-        return json.dumps(records, indent=2) + "\n"
+        return json.dumps(json_records(ranked_rows), indent=2) + "\n"
     if fmt == "csv":
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(["file", "rank", "class", "probability", "uncertain"])
-        for f, top, unsure in ranked:
+        for f, top, unsure in ranked_rows:
             writer.writerows([f, rank, c, f"{p:.4f}", unsure] for rank, (c, p) in enumerate(top, start=1))
         return out.getvalue()
-    width = max((len(f) for f, _, _ in ranked), default=4)
+    width = max((len(f) for f, _, _ in ranked_rows), default=4)
     lines = [
         f"{f:<{width}}  " + ("uncertain: " if unsure else "") + "  ".join(f"{c} {p:.1%}" for c, p in top)
-        for f, top, unsure in ranked
+        for f, top, unsure in ranked_rows
     ]
     return "".join(line + "\n" for line in lines)
 

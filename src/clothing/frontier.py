@@ -103,13 +103,11 @@ def _from_cache(md5: str, inside: str, point: str) -> Path:
 
 def int8_latency(model: Path, warmup: int, runs: int) -> float:
     """Median milliseconds for one photo on one thread (content does not change an int8 model's time)."""
-    from ai_edge_litert.interpreter import Interpreter
-
     from clothing.classifier import tflite_forward
 
-    size = int(Interpreter(model_path=str(model)).get_input_details()[0]["shape"][1])
+    forward, size = tflite_forward(model, threads=1)
     image = np.random.default_rng(0).uniform(-1, 1, (size, size, 3)).astype(np.float32)
-    return single_image_latency(tflite_forward(model, threads=1), image, warmup, runs)["median_ms"]
+    return single_image_latency(forward, image, warmup, runs)["median_ms"]
 
 
 def pareto(costs: pd.Series, accuracy: pd.Series) -> pd.Series:

@@ -1,0 +1,97 @@
+"""``clothing-classify serve``: the classifier over HTTP, and a page to try it on photos.
+
+    GET  /          a page: drop or pick photos, see each with its top-3 classes
+    GET  /health    {"status": "ok", "model": ..., "classes": [...]}
+    POST /predict   multipart field ``files`` (one or more images), ``?top_k=3``:
+                    the same JSON records as ``clothing-classify predict --format json``
+
+A bad upload (not an image, empty, truncated, too large, too many files) is a 4xx whose
+``detail`` is one line naming the file; the server keeps serving. Photos are decoded and
+resized exactly as ``predict`` does (:func:`clothing.images.load_image`), so both answer
+alike for the same file. One model call runs at a time: the LiteRT interpreter is not
+thread-safe, and on a small CPU a second concurrent call would only share its cores.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import HTMLResponse
+from starlette.datastructures import UploadFile
+
+from clothing.classifier import Classifier, load_classifier
+from clothing.cli import json_records, ranked
+from clothing.images import ImageError, load_image
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_files: int = 16
+    max_file_bytes: int = 20 * 1024 * 1024
+
+
+def create_app(model: Path, limits: Limits = Limits(), threads: int | None = None) -> FastAPI:
+    classifier = load_classifier(model, threads=threads)
+    one_at_a_time = threading.Lock()
+    page = resources.files("clothing").joinpath("static/index.html").read_text()
+    app = FastAPI(title="clothing-classify", docs_url=None, redoc_url=None)
+
+    @app.get("/", response_class=HTMLResponse)
+    def index() -> str:
+        return page
+
+    @app.get("/health")
+    def health() -> dict:
+        return {"status": "ok", "model": model.name, "classes": classifier.info.classes}
+
+    @app.post("/predict")
+    async def predict(request: Request, top_k: int = 3) -> list[dict]:
+        if not 1 <= top_k <= len(classifier.info.classes):
+            raise HTTPException(400, f"top_k must be between 1 and {len(classifier.info.classes)}")
+        uploads = await _uploads(request, limits)
+        images = [await _decoded(upload, classifier, limits) for upload in uploads]
+
+        def forward() -> np.ndarray:
+            with one_at_a_time:
+                return classifier.predict(np.stack(images))
+
+        probabilities = await run_in_threadpool(forward)
+        names = [upload.filename or f"file{i}" for i, upload in enumerate(uploads)]
+        return json_records(ranked(list(zip(names, probabilities, strict=True)), classifier.info.classes, top_k, 0.0))
+
+    return app
+
+
+async def _uploads(request: Request, limits: Limits) -> list[UploadFile]:
+    # Starlette answers a malformed form, or too many files, with a 400 of one line itself.
+    form = await request.form(max_files=limits.max_files, max_fields=limits.max_files)
+    uploads = [item for item in form.getlist("files") if isinstance(item, UploadFile)]
+    if not uploads:
+        raise HTTPException(400, "no photos: send one or more as multipart/form-data, field 'files'")
+    return uploads
+
+
+async def _decoded(upload: UploadFile, classifier: Classifier, limits: Limits) -> np.ndarray:
+    data = await upload.read(limits.max_file_bytes + 1)
+    if len(data) > limits.max_file_bytes:
+        raise HTTPException(413, f"{upload.filename}: larger than {limits.max_file_bytes // 2**20} MiB")
+    try:
+        return await run_in_threadpool(load_image, data, classifier.info.image_size)
+    except ImageError as error:
+        status = 415 if str(error) == "not an image file" else 400
+        raise HTTPException(status, f"{upload.filename}: {error}") from None
+
+
+def serve(model: Path, host: str, port: int, threads: int | None = None) -> None:
+    """Serve until Ctrl-C (uvicorn finishes the requests in flight, then returns)."""
+    import uvicorn
+
+    app = create_app(model, threads=threads)
+    print(f"serving {model} on http://{host}:{port}/ (Ctrl-C stops)", flush=True)
+    uvicorn.run(app, host=host, port=port, log_level="warning")

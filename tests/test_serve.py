@@ -1,0 +1,180 @@
+"""clothing-classify serve: the API, bad uploads, every model variant, the page in Chromium, a bounded load."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from conftest import VARIANTS
+from fastapi.testclient import TestClient
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
+
+from clothing.cli import main as cli_main
+from clothing.cli import parser
+from clothing.files import read_table
+from clothing.loadtest import run_load
+from clothing.server import Limits, create_app
+
+LIMITS = Limits(max_files=3, max_file_bytes=100_000)
+
+
+def photos_of(project: Path, count: int = 4) -> list[Path]:
+    test = read_table(project / "data/split/test.csv")
+    return [project / path for path in test["path"].head(count)]
+
+
+def predicted_by_cli(model: Path, photos: list[Path], tmp_path: Path) -> dict[str, list[dict]]:
+    """photo name -> ``clothing-classify predict --format json``'s predictions for it."""
+    out = tmp_path / "predicted.json"
+    assert (
+        cli_main(["predict", "--model", str(model), "--format", "json", "--output", str(out), *map(str, photos)]) == 0
+    )
+    return {Path(r["file"]).name: r["predictions"] for r in json.loads(out.read_text())}
+
+
+@pytest.fixture(scope="module")
+def client(trained: Path) -> Iterator[TestClient]:
+    with TestClient(create_app(trained / "models/model.keras", LIMITS)) as client:
+        yield client
+
+
+def upload(*photos: tuple[str, bytes]) -> list[tuple[str, tuple[str, bytes]]]:
+    return [("files", photo) for photo in photos]
+
+
+def test_health_and_page(client: TestClient) -> None:
+    health = client.get("/health").json()
+    assert health["status"] == "ok" and health["classes"] == ["Pants", "Shoes", "T-Shirt"]
+    page = client.get("/")
+    assert page.status_code == 200 and 'id="picker"' in page.text
+
+
+def test_the_api_answers_as_predict_does(client: TestClient, trained: Path, tmp_path: Path) -> None:
+    photos = photos_of(trained, 3)
+    answer = client.post("/predict", files=upload(*[(p.name, p.read_bytes()) for p in photos]))
+    assert answer.status_code == 200
+    records = answer.json()
+    assert [r["file"] for r in records] == [p.name for p in photos]
+    assert {r["file"]: r["predictions"] for r in records} == predicted_by_cli(
+        trained / "models/model.keras", photos, tmp_path
+    )
+    assert all(len(r["predictions"]) == 3 for r in records)
+    assert (
+        len(client.post("/predict?top_k=1", files=upload(("a.jpg", photos[0].read_bytes()))).json()[0]["predictions"])
+        == 1
+    )
+
+
+def test_bad_uploads_get_a_4xx_with_one_line_and_the_server_keeps_serving(client: TestClient, trained: Path) -> None:
+    good = photos_of(trained, 1)[0].read_bytes()
+    bad = {
+        "not an image": (upload(("notes.jpg", b"this is not a photo")), 415, "notes.jpg: not an image file"),
+        "empty": (upload(("empty.jpg", b"")), 400, "empty.jpg: empty file"),
+        "truncated": (upload(("cut.jpg", good[: len(good) // 2])), 400, "cut.jpg: cannot decode"),
+        "too large": (upload(("big.jpg", good + b"\0" * LIMITS.max_file_bytes)), 413, "big.jpg: larger than"),
+        "too many": (upload(*[(f"{i}.jpg", good) for i in range(4)]), 400, "Too many files"),
+        "no files": ([], 400, "no photos"),
+    }
+    for name, (files, status, reason) in bad.items():
+        answer = client.post("/predict", files=files) if files else client.post("/predict")
+        detail = answer.json()["detail"]
+        assert (answer.status_code, detail.startswith(reason)) == (status, True), name
+        assert "\n" not in detail, name
+    assert client.post("/predict?top_k=0", files=upload(("a.jpg", good))).status_code == 400
+    assert client.post("/predict", files=upload(("a.jpg", good))).status_code == 200  # still serving
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_every_tflite_variant_serves_as_predict_answers(quantized: Path, variant: str, tmp_path: Path) -> None:
+    model = quantized / f"models/tflite/model_{variant}.tflite"
+    photos = photos_of(quantized, 3)
+    with TestClient(create_app(model, LIMITS)) as client:
+        records = client.post("/predict", files=upload(*[(p.name, p.read_bytes()) for p in photos])).json()
+    assert {r["file"]: r["predictions"] for r in records} == predicted_by_cli(model, photos, tmp_path)
+
+
+def free_port() -> int:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        return listener.getsockname()[1]
+
+
+@pytest.fixture()
+def server(trained: Path) -> Iterator[str]:
+    """``clothing-classify serve`` in its own process, as a user starts it."""
+    port = free_port()
+    command = [sys.executable, "-m", "clothing.cli", "serve", "--model", "models/model.keras", "--port", str(port)]
+    process = subprocess.Popen(command, cwd=trained, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+    while process.poll() is None:
+        try:
+            if httpx.get(f"{url}/health").status_code == 200:
+                break
+        except httpx.TransportError:
+            time.sleep(0.2)
+    assert process.poll() is None, process.stderr.read()
+    yield url
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 0 and "Traceback" not in stderr, stderr  # Ctrl-C stops it cleanly
+
+
+def test_serve_binds_this_machine_only_by_default() -> None:
+    assert parser().parse_args(["serve"]).host == "127.0.0.1"
+
+
+def test_a_bounded_load_gets_no_errors_and_the_answers_of_predict(server: str, trained: Path, tmp_path: Path) -> None:
+    photos = photos_of(trained)
+    report = run_load(server, photos, clients=4, requests=40)
+    assert report["errors"] == 0 and report["requests_per_s"] > 0
+    assert report["p50_ms"] <= report["p99_ms"]
+    expected = predicted_by_cli(trained / "models/model.keras", photos, tmp_path)
+    assert report["answers"] == {name: [json.dumps(predictions)] for name, predictions in expected.items()}
+
+
+def chromium(profile: Path) -> webdriver.Chrome:
+    """Debian's Chromium, headless, with none of its calls home (this machine's network is closed)."""
+    options = webdriver.ChromeOptions()
+    options.binary_location = "/usr/bin/chromium"
+    for flag in (
+        "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        f"--user-data-dir={profile}", "--window-size=1200,900",
+    ):  # fmt: skip
+        options.add_argument(flag)
+    return webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+
+
+def test_the_page_shows_each_photo_with_the_top_3_of_predict(server: str, trained: Path, tmp_path: Path) -> None:
+    photos = photos_of(trained, 2)
+    browser = chromium(tmp_path / "profile")
+    try:
+        browser.get(server)
+        browser.find_element(By.ID, "picker").send_keys("\n".join(str(p) for p in photos))
+        WebDriverWait(browser, 60).until(lambda b: len(b.find_elements(By.CSS_SELECTOR, ".result")) == len(photos))
+        shown = {
+            result.get_attribute("data-file"): [
+                {
+                    "class": row.find_element(By.CLASS_NAME, "class").text,
+                    "probability": float(row.find_element(By.CLASS_NAME, "probability").get_attribute("data-value")),
+                }
+                for row in result.find_elements(By.CLASS_NAME, "prediction")
+            ]
+            for result in browser.find_elements(By.CSS_SELECTOR, ".result")
+        }
+        status = browser.find_element(By.ID, "status").text
+    finally:
+        browser.quit()
+    assert shown == predicted_by_cli(trained / "models/model.keras", photos, tmp_path)
+    assert status == "Done: 2 photos."
