@@ -123,7 +123,8 @@ def _model_info(path: Path, described: Metadata | None, image_size: int | None) 
     if not info_path(path).is_file():
         without = "no TFLite metadata and " if path.suffix == ".tflite" else ""
         raise PipelineError(
-            f"{path}: {without}its classes file {info_path(path).name} is missing: copy it from beside the original model"
+            f"{path}: {without}its classes file {info_path(path).name} is missing: "
+            "copy it from beside the original model"
         )
     try:
         return ModelInfo(**json.loads(info_path(path).read_text()))
