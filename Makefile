@@ -53,5 +53,5 @@ test: setup mediapipe browser
 lock: setup
 	$(VENV)/bin/python -m pip install --quiet -e ".[dev]" "tensorflow-cpu>=2.21,<2.22"
 	$(VENV)/bin/python -m pip install --quiet --no-deps "tf-keras>=2.21,<2.22" "keras-flops==0.1.2" \
-		"tensorflow-model-optimization>=0.8,<0.9" "dm-tree>=0.1.8"
+		"tensorflow-model-optimization>=0.8,<0.9" "dm-tree>=0.1.8" "tflite-support==0.4.4"
 	$(VENV)/bin/python -m pip freeze --exclude-editable | grep -v '^tensorflow==' > requirements.lock
