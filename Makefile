@@ -9,7 +9,7 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 
 MEDIAPIPE_VENV := .venv-mediapipe
 
-.PHONY: setup repro test lock mediapipe browser
+.PHONY: setup repro test lock mediapipe system-packages pull push
 
 setup: $(VENV)/.installed
 
@@ -33,18 +33,28 @@ $(MEDIAPIPE_VENV)/.installed: tools/mediapipe.lock
 	$(MEDIAPIPE_VENV)/bin/python -m pip install --quiet --no-deps -r tools/mediapipe.lock
 	touch $@
 
-# The page's test drives Debian's Chromium headless; install it (as root) where it is missing.
-browser:
-	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
+# Tests use Debian's Chromium (the page's test, headless) and OpenSSH server (the DVC
+# remote's test, on 127.0.0.1); install them (as root) where they are missing.
+SYSTEM_PACKAGES := chromium chromium-driver openssh-server
+system-packages:
+	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null || ! test -x /usr/sbin/sshd; then \
 	  if [ "$$(id -u)" = 0 ]; then \
-	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver; \
+	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(SYSTEM_PACKAGES); \
 	  else \
-	    echo "error: the browser test needs Debian's chromium and chromium-driver: sudo apt-get install chromium chromium-driver" >&2; \
+	    echo "error: the tests need Debian's $(SYSTEM_PACKAGES): sudo apt-get install $(SYSTEM_PACKAGES)" >&2; \
 	    exit 1; \
 	  fi; \
 	fi
 
-test: setup mediapipe browser
+# The committed run's data and models from the team's DVC remote (README, "Sharing
+# results"), and yours to it.
+pull: setup
+	python -m clothing.remote pull
+
+push: setup
+	python -m clothing.remote push
+
+test: setup mediapipe system-packages
 	ruff check .
 	ruff format --check .
 	pytest
