@@ -1,6 +1,6 @@
 """The accuracy / cost frontier: every measured model side by side, timed on one machine in one run.
 
-    python -m clothing.frontier [POINT ...] [--reference HEAD]
+    python -m clothing.frontier [POINT ...] [--reference POINT]
 
 Each point is a DVC experiment name or a git revision (default: the list in
 ``FRONTIER_POINTS`` below). For each, the metrics it committed are read (test scores and
@@ -36,8 +36,11 @@ CSV, PNG = Path("metrics/frontier.csv"), Path("metrics/frontier.png")
 INT8 = "models/tflite/model_int8.tflite"
 # The committed sweep: the README gives the `dvc exp run` command of each.
 FRONTIER_POINTS = [
-    *("HEAD", "res192", "res160", "res128"),  # MobileNetV2 at 224 (the default) to 128 px
-    *("lite0", "lite1", "lite2"),  # other backbones
+    # MobileNetV2 at 224 px (the default) to 128 px; the git tag dataset-labels is the
+    # default run before the reviewed label corrections, which the sweep also predates.
+    *("dataset-labels", "res192", "res160", "res128"),
+    "HEAD",  # the default trained on the reviewed labels (data/relabel.csv)
+    *("lite0", "lite1", "lite2", "baseline"),  # other backbones
     *("prune50", "prune75"),  # MobileNetV2 224, its fine-tuned part pruned
 ]
 
@@ -149,12 +152,12 @@ def plot(table: pd.DataFrame, cpu: str, path: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m clothing.frontier", description=__doc__.split("\n")[0])
     parser.add_argument("points", nargs="*", default=FRONTIER_POINTS, help="experiment names or revisions")
-    parser.add_argument("--reference", default="HEAD", help="the point the others are compared with")
+    parser.add_argument("--reference", help="the point the others are compared with (default: the first)")
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--runs", type=int, default=200)
     args = parser.parse_args(argv)
     try:
-        reference = predictions_at(args.reference)
+        reference = predictions_at(args.reference or args.points[0])
         rows = [measure(point, reference, args.warmup, args.runs) for point in args.points]
     except PipelineError as error:
         print(f"error: {error}", file=sys.stderr)
