@@ -120,12 +120,18 @@ def test_a_fresh_clone_pulls_the_same_data_and_models_and_predicts(
     assert photo.name in predicted.stdout
 
 
-def test_no_remote_unreachable_or_wrong_key_is_one_clear_line_and_loses_nothing(
-    pushed: tuple[Path, dict], sshd: Server, tmp_path: Path
-) -> None:
+@pytest.fixture()
+def working_copy(pushed: tuple[Path, dict], tmp_path: Path) -> tuple[Path, dict]:
+    """A copy of the pushed project, for a test that changes its config or cache."""
     origin, env = pushed
-    project = tmp_path / "project"
-    shutil.copytree(origin, project, symlinks=True)
+    shutil.copytree(origin, tmp_path / "project", symlinks=True)
+    return tmp_path / "project", env
+
+
+def test_no_remote_unreachable_or_wrong_key_is_one_clear_line_and_loses_nothing(
+    working_copy: tuple[Path, dict], sshd: Server, tmp_path: Path
+) -> None:
+    project, env = working_copy
     before = tree_digest(project / "models") | tree_digest(project / ".dvc/cache")
     closed = free_port()
     cases = {
@@ -146,11 +152,9 @@ def test_no_remote_unreachable_or_wrong_key_is_one_clear_line_and_loses_nothing(
 
 
 def test_an_interrupted_push_resumes_and_the_remote_holds_only_whole_files(
-    pushed: tuple[Path, dict], sshd: Server, tmp_path: Path
+    working_copy: tuple[Path, dict], sshd: Server
 ) -> None:
-    origin, env = pushed
-    project = tmp_path / "project"
-    shutil.copytree(origin, project, symlinks=True)
+    project, env = working_copy
     (project / "big.bin").write_bytes(os.urandom(200_000_000))
     run(project, "dvc", "add", "-q", "big.bin", env=env)
     command = [sys.executable, "-m", "clothing.remote", "push"]
