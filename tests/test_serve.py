@@ -134,6 +134,17 @@ def test_serve_binds_this_machine_only_by_default() -> None:
     assert parser().parse_args(["serve"]).host == "127.0.0.1"
 
 
+def test_a_port_in_use_is_one_clear_line(trained: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        command = [sys.executable, "-m", "clothing.cli", "serve", "--model", "models/model.keras", "--port", str(port)]
+        result = subprocess.run(command, cwd=trained, capture_output=True, text=True)
+    assert result.returncode == 1
+    assert result.stderr == f"error: cannot serve on 127.0.0.1:{port}: address already in use; try another --port\n"
+
+
 def test_a_bounded_load_gets_no_errors_and_the_answers_of_predict(server: str, trained: Path, tmp_path: Path) -> None:
     photos = photos_of(trained)
     report = run_load(server, photos, clients=4, requests=40)

@@ -14,6 +14,7 @@ thread-safe, and on a small CPU a second concurrent call would only share its co
 
 from __future__ import annotations
 
+import socket
 import threading
 from dataclasses import dataclass
 from importlib import resources
@@ -27,6 +28,7 @@ from starlette.datastructures import UploadFile
 
 from clothing.classifier import Classifier, load_classifier
 from clothing.cli import json_records, ranked
+from clothing.errors import PipelineError
 from clothing.images import ImageError, load_image
 
 
@@ -92,6 +94,17 @@ def serve(model: Path, host: str, port: int, threads: int | None = None) -> None
     """Serve until Ctrl-C (uvicorn finishes the requests in flight, then returns)."""
     import uvicorn
 
+    check_free(host, port)
     app = create_app(model, threads=threads)
     print(f"serving {model} on http://{host}:{port}/ (Ctrl-C stops)", flush=True)
     uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+def check_free(host: str, port: int) -> None:
+    """One clear line, before the model loads, if the address cannot be served on."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            reason = (error.strerror or str(error)).lower()
+            raise PipelineError(f"cannot serve on {host}:{port}: {reason}; try another --port") from None
