@@ -19,16 +19,24 @@ def file_at(revision: str, path: str) -> str:
     return shown.stdout
 
 
+# Named commits the committed reports use, resolvable also where git tags were not fetched.
+PINNED = {"dataset-labels": "dc9592a046142d2c8a7a20c7bdd3850f7304c2e4"}  # the default run before data/relabel.csv
+
+
 def experiment_ref(name: str) -> str:
     """The ref of the experiment called ``name`` (DVC keeps them under refs/exps/), else ``name`` for git.
 
-    An experiment of the current commit wins over one of an earlier commit, then the newest.
+    An experiment of the current commit wins over one of an earlier commit, then the newest;
+    a name in ``PINNED`` that git does not know is its commit.
     """
     head = _git("rev-parse", "HEAD").strip()
     refs = _git("for-each-ref", "--sort=-committerdate", "--format=%(refname)", "refs/exps").split()
     named = [ref for ref in refs if ref.rsplit("/", 1)[-1] == name]
     on_head = [ref for ref in named if ref.startswith(f"refs/exps/{head[:2]}/{head[2:]}/")]
-    return (on_head or named or [name])[0]
+    if on_head or named:
+        return (on_head or named)[0]
+    known = subprocess.run(["git", "rev-parse", "--verify", "--quiet", name], capture_output=True).returncode == 0
+    return name if known or name not in PINNED else PINNED[name]
 
 
 def _git(*args: str) -> str:
