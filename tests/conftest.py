@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import zipfile
@@ -204,6 +205,22 @@ def update_params(project: Path, changes: dict, base: Path | None = None) -> Non
         else:
             params[key] = value
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        return listener.getsockname()[1]
+
+
+def plain_tflite(path: Path, input_shape: tuple[int, ...]) -> Path:
+    """A tiny TFLite model with no metadata (a dense layer on the flattened input)."""
+    from clothing.tf import keras, tf
+
+    model = keras.Sequential([keras.layers.Input(input_shape), keras.layers.Flatten(), keras.layers.Dense(2)])
+    path.write_bytes(tf.lite.TFLiteConverter.from_keras_model(model).convert())
+    return path
 
 
 def run(project: Path, *args: str, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO, VARIANTS
+from conftest import REPO, VARIANTS, plain_tflite
 
 from clothing.backbones import BACKBONES
 from clothing.classifier import info_path, load_classifier
@@ -53,12 +53,7 @@ def test_a_tflite_with_metadata_needs_no_classes_file(quantized: Path, tmp_path:
 
 
 def test_a_tflite_without_metadata_reads_as_none(tmp_path: Path) -> None:
-    from clothing.tf import keras, tf
-
-    model = keras.Sequential([keras.layers.Input((4,)), keras.layers.Dense(2)])
-    plain = tmp_path / "plain.tflite"
-    plain.write_bytes(tf.lite.TFLiteConverter.from_keras_model(model).convert())
-    assert read_metadata(plain) is None
+    assert read_metadata(plain_tflite(tmp_path / "plain.tflite", (4,))) is None
 
 
 def test_mediapipe_image_classifier_runs_the_file_as_it_is(quantized: Path) -> None:

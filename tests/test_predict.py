@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import photo
+from conftest import photo, plain_tflite
 from PIL import Image
 
 from clothing.classifier import load_classifier
@@ -202,11 +202,7 @@ def test_default_model_is_found_from_another_folder(trained: Path, tmp_path: Pat
 
 
 def test_a_tflite_file_without_metadata_or_classes_file_says_so(tmp_path: Path) -> None:
-    from clothing.tf import keras, tf
-
-    alone = tmp_path / "model.tflite"
-    model = keras.Sequential([keras.layers.Input((8, 8, 3)), keras.layers.Flatten(), keras.layers.Dense(2)])
-    alone.write_bytes(tf.lite.TFLiteConverter.from_keras_model(model).convert())  # no metadata
+    alone = plain_tflite(tmp_path / "model.tflite", (8, 8, 3))  # no metadata
     with pytest.raises(PipelineError, match=r"no TFLite metadata and its classes file model\.json is missing"):
         load_classifier(alone)
     (tmp_path / "broken.tflite").write_bytes(b"not a model")

@@ -16,7 +16,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import GIT_USER, TINY_TRAIN, Archive, commit_all, git_repo, make_project, run, update_params
+from conftest import (
+    GIT_USER,
+    TINY_TRAIN,
+    Archive,
+    commit_all,
+    free_port,
+    git_repo,
+    make_project,
+    run,
+    update_params,
+)
 
 SSHD = Path("/usr/sbin/sshd")
 
@@ -29,12 +39,6 @@ class Server:
 
     def url(self, port: int | None = None) -> str:
         return f"ssh://{getpass.getuser()}@127.0.0.1:{port or self.port}{self.folder}"
-
-
-def free_port() -> int:
-    with socket.socket() as listener:
-        listener.bind(("127.0.0.1", 0))
-        return listener.getsockname()[1]
 
 
 def keygen(path: Path) -> Path:

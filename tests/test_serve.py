@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import VARIANTS
+from conftest import VARIANTS, free_port
 from fastapi.testclient import TestClient
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
@@ -102,12 +102,6 @@ def test_every_tflite_variant_serves_as_predict_answers(quantized: Path, variant
     with TestClient(create_app(model, LIMITS)) as client:
         records = client.post("/predict", files=upload(*[(p.name, p.read_bytes()) for p in photos])).json()
     assert {r["file"]: r["predictions"] for r in records} == predicted_by_cli(model, photos, tmp_path)
-
-
-def free_port() -> int:
-    with socket.socket() as listener:
-        listener.bind(("127.0.0.1", 0))
-        return listener.getsockname()[1]
 
 
 @pytest.fixture()

@@ -52,7 +52,11 @@ def main(argv: list[str] | None = None) -> int:
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="clothing-classify", description=__doc__.splitlines()[0])
     commands = root.add_subparsers(dest="command", required=True)
-    predict = commands.add_parser("predict", help="classify photos: files, directories or glob patterns")
+    quiet = argparse.ArgumentParser(add_help=False)  # what every command takes
+    quiet.add_argument("--verbose", action="store_true", help="also show TensorFlow's and LiteRT's start-up lines")
+    predict = commands.add_parser(
+        "predict", parents=[quiet], help="classify photos: files, directories or glob patterns"
+    )
     predict.add_argument("paths", nargs="+", metavar="PATH")
     predict.add_argument(
         "--model", type=Path, help="a .keras or .tflite file (default: models/model.keras here, else the project's)"
@@ -68,14 +72,14 @@ def parser() -> argparse.ArgumentParser:
         metavar="P",
         help="mark a photo 'uncertain' when its top probability is below P (default: %(default)s, never)",
     )
-    predict.add_argument("--verbose", action="store_true", help="also show TensorFlow's and LiteRT's start-up lines")
 
-    serve = commands.add_parser("serve", help="an HTTP API (POST /predict) and a web page to try photos on")
+    serve = commands.add_parser(
+        "serve", parents=[quiet], help="an HTTP API (POST /predict) and a web page to try photos on"
+    )
     serve.add_argument("--model", type=Path, help="a .keras or .tflite file (default: as predict)")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s, this machine only)")
     serve.add_argument("--port", type=int, default=8000, help="(default: %(default)s)")
     serve.add_argument("--threads", type=int, help="TFLite interpreter threads (default: all usable cores)")
-    serve.add_argument("--verbose", action="store_true", help="also show TensorFlow's and LiteRT's start-up lines")
     return root
 
 

@@ -35,7 +35,7 @@ def experiment_ref(name: str) -> str:
     on_head = [ref for ref in named if ref.startswith(f"refs/exps/{head[:2]}/{head[2:]}/")]
     if on_head or named:
         return (on_head or named)[0]
-    known = subprocess.run(["git", "rev-parse", "--verify", "--quiet", name], capture_output=True).returncode == 0
+    known = _git("rev-parse", "--verify", "--quiet", name).strip() != ""
     return name if known or name not in PINNED else PINNED[name]
 
 
