@@ -49,10 +49,10 @@ system-packages:
 # The committed run's data and models from the team's DVC remote (README, "Sharing
 # results"), and yours to it.
 pull: setup
-	python -m clothing.remote pull
+	python -m clothing.commands.remote pull
 
 push: setup
-	python -m clothing.remote push
+	python -m clothing.commands.remote push
 
 test: setup mediapipe system-packages
 	ruff check .

@@ -1,6 +1,6 @@
 """analyze-complexity: models/model.keras -> metrics/complexity.json and metrics/complexity/.
 
-Per-layer parameters, MACs, FLOPs and receptive field from clothing.complexity, the
+Per-layer parameters, MACs, FLOPs and receptive field from clothing.analysis.complexity, the
 total cross-checked against keras-flops (tf.profiler) on the model's frozen graph, and
 the MACs of cheaper variants (smaller input, narrower network), each built and counted.
 What pruning saves is measured, not counted here: a runtime skips zeros or it does not.
@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from clothing.classifier import load_classifier
-from clothing.complexity import LayerCost, count, totals
+from clothing.analysis.complexity import LayerCost, count, totals
+from clothing.analysis.plots import plt, save_png
+from clothing.analysis.profiler import flops_by_op_type, keras_flops_total
 from clothing.errors import run_stage
 from clothing.files import atomic_file, write_csv, write_json
-from clothing.networks import build_backbone
-from clothing.plots import plt, save_png
-from clothing.profiler import flops_by_op_type, keras_flops_total
+from clothing.models.classifier import load_classifier
+from clothing.models.networks import build_backbone
 from clothing.tf import keras
 
 MODEL = Path("models/model.keras")

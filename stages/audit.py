@@ -1,7 +1,7 @@
 """audit: out-of-fold probabilities -> metrics/label_issues.csv, metrics/audit.json, metrics/audit/.
 
 Confident learning (cleanlab) on cross-validated probabilities: each photo is scored by
-the fold model that did not train on it (``python -m clothing.crossval`` writes them to
+the fold model that did not train on it (``python -m clothing.commands.crossval`` writes them to
 metrics/cv/<name>_probabilities.csv), so a photo whose given label its model finds
 unlikely, beyond what that class's estimated noise explains, is a suspect. The audit
 only proposes: a person looks at the suspects (metrics/audit/suspects.png), and writes
@@ -20,11 +20,11 @@ from cleanlab.filter import find_label_issues
 from cleanlab.rank import get_label_quality_scores
 from pydantic import Field
 
+from clothing.analysis.plots import save_gallery
+from clothing.data.images import load_images
 from clothing.errors import PipelineError, run_stage
 from clothing.files import read_table, write_csv, write_json
-from clothing.images import load_images
 from clothing.params import Section, load_section
-from clothing.plots import save_gallery
 
 CROSS_VALIDATION = Path("metrics/cv")
 CORRECTIONS = Path("data/relabel.csv")
@@ -69,7 +69,7 @@ def main() -> None:
 
 def read_probabilities(path: Path) -> pd.DataFrame:
     if not path.is_file():
-        raise PipelineError(f"{path}: missing; run python -m clothing.crossval first (see README)")
+        raise PipelineError(f"{path}: missing; run python -m clothing.commands.crossval first (see README)")
     scored = pd.read_csv(path, dtype={"image": str, "label": str}, keep_default_na=False)
     if scored["image"].duplicated().any():
         raise PipelineError(f"{path}: a photo is scored twice")

@@ -20,11 +20,11 @@ import pandas as pd
 from pydantic import model_validator
 from tqdm import tqdm
 
+from clothing.analysis.plots import plt, save_png
+from clothing.data.images import ImageError, open_rgb
 from clothing.errors import PipelineError, run_stage
 from clothing.files import atomic_dir, read_table, sha256_file, write_csv, write_json
-from clothing.images import ImageError, open_rgb
 from clothing.params import Section, load_section
-from clothing.plots import plt, save_png
 
 RAW = Path("data/raw")
 CORRECTIONS = Path("data/relabel.csv")

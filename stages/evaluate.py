@@ -18,13 +18,13 @@ import pandas as pd
 from pydantic import Field
 from sklearn.metrics import ConfusionMatrixDisplay
 
-from clothing.classifier import class_indices, load_classifier
+from clothing.analysis.metrics import bootstrap_intervals, coverage, headline_scores, per_class, reliability, scores
+from clothing.analysis.plots import plt, save_gallery, save_png
+from clothing.data.images import load_images
 from clothing.errors import run_stage
 from clothing.files import read_table, write_csv, write_json
-from clothing.images import load_images
-from clothing.metrics import bootstrap_intervals, coverage, headline_scores, per_class, reliability, scores
+from clothing.models.classifier import class_indices, load_classifier
 from clothing.params import Section, load_section
-from clothing.plots import plt, save_gallery, save_png
 
 MODEL = Path("models/model.keras")
 TEST = Path("data/split/test.csv")

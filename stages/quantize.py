@@ -23,17 +23,17 @@ import numpy as np
 import pandas as pd
 from pydantic import Field, NonNegativeInt
 
-from clothing.backbones import BACKBONES
-from clothing.classifier import Classifier, class_indices, info_path, load_classifier
+from clothing.analysis.latency import keras_latency, single_image_latency
+from clothing.analysis.metrics import scores
+from clothing.data.images import load_images
 from clothing.errors import PipelineError, run_stage
 from clothing.files import atomic_dir, read_table, write_csv, write_json
-from clothing.images import load_images
-from clothing.latency import keras_latency, single_image_latency
-from clothing.metrics import scores
+from clothing.models.backbones import BACKBONES
+from clothing.models.classifier import Classifier, class_indices, info_path, load_classifier
+from clothing.models.tflite_metadata import Metadata, normalization, write_metadata
 from clothing.params import Section, load_section
 from clothing.system import cpu_description, usable_cores
 from clothing.tf import keras, tf
-from clothing.tflite_metadata import Metadata, normalization, write_metadata
 
 MODEL = Path("models/model.keras")
 OUT = Path("models/tflite")

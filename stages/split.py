@@ -10,7 +10,7 @@ With ``split.group_by_sender`` whole contributors go to one split, so near-ident
 shots of one person's shirt never sit on both sides of the train/test line; the
 fractions are then met as closely as whole contributors allow. With ``split.folds`` K,
 the test split is fold ``split.fold`` of a (grouped) stratified K-fold: K runs score
-every photo once (``python -m clothing.crossval``).
+every photo once (``python -m clothing.commands.crossval``).
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ after epoch, on those cached features. Two phases: the head alone, then head and
 (with random weights there is nothing to protect, and both phases train everything).
 The weights kept are those of the epoch with the best validation accuracy; the test
 split is not read here. With ``train.prune.sparsity`` a third phase prunes that part
-(clothing.pruning) and the pruned weights are saved.
+(clothing.models.pruning) and the pruned weights are saved.
 """
 
 from __future__ import annotations
@@ -24,14 +24,14 @@ from dvclive import Live
 from pydantic import Field, NonNegativeInt, PositiveFloat, model_validator
 from tqdm import tqdm
 
-from clothing.backbones import BACKBONES, BackboneName
-from clothing.classifier import ModelInfo, class_indices, save_classifier
+from clothing.data.images import load_images
 from clothing.errors import PipelineError, run_stage
 from clothing.files import read_table, write_json
-from clothing.images import load_images
-from clothing.networks import build_backbone, split_at_fraction
+from clothing.models.backbones import BACKBONES, BackboneName
+from clothing.models.classifier import ModelInfo, class_indices, save_classifier
+from clothing.models.networks import build_backbone, split_at_fraction
+from clothing.models.pruning import copy_weights, prunable_copy, pruning_step, sparsity_of
 from clothing.params import Section, load_section
-from clothing.pruning import copy_weights, prunable_copy, pruning_step, sparsity_of
 from clothing.system import cpu_description, peak_memory_mb
 from clothing.tf import keras, tf
 

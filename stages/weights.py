@@ -16,9 +16,9 @@ import os
 import shutil
 from pathlib import Path
 
-from clothing.backbones import BACKBONES, BackboneName
 from clothing.errors import PipelineError, run_stage
 from clothing.files import atomic_dir, sha256_file, write_json
+from clothing.models.backbones import BACKBONES, BackboneName
 from clothing.params import Section, load_section, mirror_folders, workspace
 
 OUT = Path("models/weights")
@@ -49,7 +49,7 @@ def keras_weights(backbone: str, source: Path, out: Path) -> Path:
     if source.suffix != ".pth":
         shutil.copyfile(source, out / source.name)
         return out / source.name
-    from clothing.efficientnet_lite import VARIANTS, convert_torch_weights
+    from clothing.models.efficientnet_lite import VARIANTS, convert_torch_weights
 
     if BACKBONES[backbone].constructor not in VARIANTS:
         raise PipelineError(f"train.weights: only EfficientNet-Lite weights convert from torch, not {backbone}'s")

@@ -40,7 +40,7 @@ def test_audit_ranks_planted_label_errors_first(tmp_path: Path, mislabelled: Arc
     update_params(project, {"train": TINY_TRAIN, "audit": {"cross_validation": "cv3", "thumbnail_size": 32}})
     git_repo(project, env)
     commit_all(project, env)
-    run(project, sys.executable, "-m", "clothing.crossval", "--folds", "3", env=env)
+    run(project, sys.executable, "-m", "clothing.commands.crossval", "--folds", "3", env=env)
     run(project, "dvc", "repro", "audit", env=env)
 
     issues = read_table(project / "metrics/label_issues.csv")
@@ -68,7 +68,7 @@ def test_audit_without_a_cross_validation_run_is_one_clear_error(tmp_path: Path,
     stage(project, "fetch")
     result = stage(project, "audit", check=False)
     assert error_line(result) == (
-        "error: metrics/cv/cv5_probabilities.csv: missing; run python -m clothing.crossval first (see README)"
+        "error: metrics/cv/cv5_probabilities.csv: missing; run python -m clothing.commands.crossval first (see README)"
     )
 
 

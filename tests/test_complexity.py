@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from conftest import TINY_TRAIN, run, update_params
 
-from clothing.complexity import count, totals
-from clothing.efficientnet_lite import VARIANTS, efficientnet_lite
-from clothing.profiler import flops_by_op_type, import_keras_flops, keras_flops_total
+from clothing.analysis.complexity import count, totals
+from clothing.analysis.profiler import flops_by_op_type, import_keras_flops, keras_flops_total
+from clothing.models.efficientnet_lite import VARIANTS, efficientnet_lite
 from clothing.tf import keras
 
 L = keras.layers

@@ -23,10 +23,10 @@ from conftest import (
 )
 from scipy.stats import binomtest
 
-from clothing.compare import paired_comparison, verdict
+from clothing.analysis.metrics import bootstrap_intervals, headline_scores
+from clothing.commands.compare import paired_comparison, verdict
 from clothing.errors import PipelineError
 from clothing.files import read_table
-from clothing.metrics import bootstrap_intervals, headline_scores
 
 
 def noisy_predictions(n: int, accuracy: float, seed: int, classes: int = 17) -> tuple[np.ndarray, np.ndarray]:
@@ -138,7 +138,7 @@ def test_crossval_runs_every_fold_as_an_experiment_and_summarizes(tmp_path: Path
     update_params(project, {"train": TINY_TRAIN})
     git_repo(project, env)
     commit_all(project, env)
-    run(project, sys.executable, "-m", "clothing.crossval", "--folds", "3", env=env)
+    run(project, sys.executable, "-m", "clothing.commands.crossval", "--folds", "3", env=env)
 
     summary = json.loads((project / "metrics/cv/cv3.json").read_text())
     folds = read_table(project / "metrics/cv/cv3_folds.csv")
@@ -163,5 +163,5 @@ def test_crossval_runs_every_fold_as_an_experiment_and_summarizes(tmp_path: Path
     pooled = summary["pooled"]
     assert pooled["ci95"]["accuracy"]["low"] <= pooled["accuracy"] <= pooled["ci95"]["accuracy"]["high"]
     # The paired comparison reads two experiments by name.
-    compared = run(project, sys.executable, "-m", "clothing.compare", "cv3-fold0", "cv3-fold0", env=env)
+    compared = run(project, sys.executable, "-m", "clothing.commands.compare", "cv3-fold0", "cv3-fold0", env=env)
     assert "no detectable difference" in compared.stdout

@@ -2,7 +2,7 @@
 
 The check is an independent forward pass in NumPy, written from the state_dict in torch's
 layout (channels first, torch's own padding), that takes the architecture from the tensors'
-shapes rather than from :mod:`clothing.efficientnet_lite`.
+shapes rather than from :mod:`clothing.models.efficientnet_lite`.
 """
 
 from __future__ import annotations
@@ -22,12 +22,12 @@ from conftest import TINY_TRAIN, Archive, make_project, run, stage_module, updat
 from PIL import Image
 from skimage.data import coffee
 
-from clothing.backbones import BACKBONES
-from clothing.efficientnet_lite import VARIANTS, convert_torch_weights, efficientnet_lite, load_torch_state
 from clothing.errors import PipelineError
 from clothing.files import read_table, sha256_file
-from clothing.networks import build_backbone
-from clothing.torch_file import read_state_dict
+from clothing.models.backbones import BACKBONES
+from clothing.models.efficientnet_lite import VARIANTS, convert_torch_weights, efficientnet_lite, load_torch_state
+from clothing.models.networks import build_backbone
+from clothing.models.torch_file import read_state_dict
 
 LITES = sorted(VARIANTS)
 # Stride-2 block groups, from the official block strings ('r2_k3_s22_e6_i16_o24', ...).
@@ -229,7 +229,7 @@ def test_a_lite_backbone_runs_every_stage_and_predict(tmp_path: Path, archive: A
     # predict (TFLite int8 and Keras) preprocesses as train did: it answers as evaluate did.
     evaluated = read_table(project / "metrics/eval/predictions.csv")
     files = [f"data/raw/images/{image}.jpg" for image in evaluated["image"]]
-    predict = (sys.executable, "-m", "clothing.cli", "predict", *files)
+    predict = (sys.executable, "-m", "clothing.commands.cli", "predict", *files)
     answers = json.loads(run(project, *predict, "--format", "json").stdout)
     assert [answer["predictions"][0]["class"] for answer in answers] == list(evaluated["predicted"])
     int8 = run(project, *predict, "--model", "models/tflite/model_int8.tflite")

@@ -8,8 +8,8 @@ from pathlib import Path
 import pandas as pd
 from conftest import GIT_USER, TINY_TRAIN, Archive, commit_all, git_repo, make_project, run, update_params
 
+from clothing.commands.frontier import pareto
 from clothing.files import read_table
-from clothing.frontier import pareto
 
 
 def test_pareto_keeps_the_points_nothing_beats() -> None:
@@ -27,7 +27,7 @@ def test_frontier_reads_every_point_and_times_its_int8_model(tmp_path: Path, arc
     run(project, "dvc", "repro", env=env)
     commit_all(project, env)
     run(project, "dvc", "exp", "run", "-n", "bigger", "-S", "train.image_size=48", env=env)
-    result = run(project, sys.executable, "-m", "clothing.frontier", "HEAD", "bigger", "--runs", "5", env=env)
+    result = run(project, sys.executable, "-m", "clothing.commands.frontier", "HEAD", "bigger", "--runs", "5", env=env)
 
     table = read_table(project / "metrics/frontier.csv").set_index("point")
     assert list(table.index) == ["HEAD", "bigger"] and "bigger" in result.stdout

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 from conftest import REPO, VARIANTS, plain_tflite
 
-from clothing.backbones import BACKBONES
-from clothing.classifier import info_path, load_classifier
 from clothing.errors import PipelineError
 from clothing.files import read_table
-from clothing.tflite_metadata import normalization, read_metadata
+from clothing.models.backbones import BACKBONES
+from clothing.models.classifier import info_path, load_classifier
+from clothing.models.tflite_metadata import normalization, read_metadata
 
 MEDIAPIPE_PYTHON = REPO / ".venv-mediapipe/bin/python"
 

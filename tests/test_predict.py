@@ -15,14 +15,14 @@ import pytest
 from conftest import photo, plain_tflite
 from PIL import Image
 
-from clothing.classifier import load_classifier
-from clothing.cli import decoded_ahead, default_model, main
+from clothing.commands.cli import decoded_ahead, default_model, main
+from clothing.data.images import load_image
 from clothing.errors import PipelineError
-from clothing.images import load_image
+from clothing.models.classifier import load_classifier
 
 
 def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "clothing.cli", *args]
+    command = [sys.executable, "-m", "clothing.commands.cli", *args]
     return subprocess.run(command, cwd=cwd, capture_output=True, text=True)
 
 
@@ -193,10 +193,10 @@ def test_min_confidence_marks_uncertain_photos(trained: Path) -> None:
 def test_default_model_is_found_from_another_folder(trained: Path, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     photo(tmp_path / "red.jpg", (200, 40, 40), 1)
-    monkeypatch.setattr("clothing.cli.PROJECT_MODEL", trained / "models/model.keras")
+    monkeypatch.setattr("clothing.commands.cli.PROJECT_MODEL", trained / "models/model.keras")
     assert main(["predict", "red.jpg", "--output", "out.txt"]) == 0
     assert (tmp_path / "out.txt").read_text().startswith("red.jpg  ")
-    monkeypatch.setattr("clothing.cli.PROJECT_MODEL", tmp_path / "nowhere/model.keras")
+    monkeypatch.setattr("clothing.commands.cli.PROJECT_MODEL", tmp_path / "nowhere/model.keras")
     with pytest.raises(PipelineError, match=r"no model: looked for .*models/model.keras and .*nowhere/model.keras"):
         default_model()
 

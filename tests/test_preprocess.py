@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from clothing.backbones import BACKBONES
+from clothing.models.backbones import BACKBONES
 from clothing.tf import keras
 
 KERAS_PREPROCESS = {
@@ -25,7 +25,7 @@ def test_preprocess_matches_keras(backbone: str) -> None:
 
 @pytest.mark.parametrize("backbone", sorted(BACKBONES))
 def test_every_backbone_builds(backbone: str) -> None:
-    from clothing.networks import build_backbone
+    from clothing.models.networks import build_backbone
 
     model = build_backbone(backbone, 32)
     assert model.output_shape[0] is None and len(model.output_shape) == 4

@@ -11,8 +11,8 @@ import pytest
 from ai_edge_litert.interpreter import Interpreter
 from conftest import VARIANTS, error_line, quick_copy, stage, update_params
 
-from clothing.classifier import load_classifier
-from clothing.cli import main
+from clothing.commands.cli import main
+from clothing.models.classifier import load_classifier
 
 
 @pytest.fixture()

@@ -77,7 +77,7 @@ def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 
 def share(project: Path, env: dict, action: str) -> subprocess.CompletedProcess:
-    return run(project, sys.executable, "-m", "clothing.remote", action, env=env, check=False)
+    return run(project, sys.executable, "-m", "clothing.commands.remote", action, env=env, check=False)
 
 
 def tree_digest(folder: Path) -> dict[str, str]:
@@ -120,7 +120,7 @@ def test_a_fresh_clone_pulls_the_same_data_and_models_and_predicts(
         assert tree_digest(clone / folder) == tree_digest(origin / folder), folder
     assert "up to date" in run(clone, "dvc", "status", env=env).stdout
     photo = next((clone / "data/raw/images").glob("*.jpg"))
-    predicted = run(clone, sys.executable, "-m", "clothing.cli", "predict", str(photo), env=env)
+    predicted = run(clone, sys.executable, "-m", "clothing.commands.cli", "predict", str(photo), env=env)
     assert photo.name in predicted.stdout
 
 
@@ -161,7 +161,7 @@ def test_an_interrupted_push_resumes_and_the_remote_holds_only_whole_files(
     project, env = working_copy
     (project / "big.bin").write_bytes(os.urandom(200_000_000))
     run(project, "dvc", "add", "-q", "big.bin", env=env)
-    command = [sys.executable, "-m", "clothing.remote", "push"]
+    command = [sys.executable, "-m", "clothing.commands.remote", "push"]
     push = subprocess.Popen(command, cwd=project, env=os.environ | env, start_new_session=True)
     while push.poll() is None and sum(f.stat().st_size for f in sshd.folder.rglob("*") if f.is_file()) < 20_000_000:
         time.sleep(0.005)

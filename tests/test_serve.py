@@ -20,13 +20,14 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-from clothing.cli import main as cli_main
-from clothing.cli import parser
+from clothing.commands.cli import main as cli_main
+from clothing.commands.cli import parser
+from clothing.commands.loadtest import run_load
+from clothing.commands.server import Limits, create_app
 from clothing.files import read_table
-from clothing.loadtest import run_load
-from clothing.server import Limits, create_app
 
 LIMITS = Limits(max_files=3, max_file_bytes=100_000)
+SERVE = [sys.executable, "-m", "clothing.commands.cli", "serve", "--model", "models/model.keras"]  # as a user starts it
 
 
 def photos_of(project: Path, count: int = 4) -> list[Path]:
@@ -108,7 +109,16 @@ def test_every_tflite_variant_serves_as_predict_answers(quantized: Path, variant
 def server(trained: Path) -> Iterator[str]:
     """``clothing-classify serve`` in its own process, as a user starts it."""
     port = free_port()
-    command = [sys.executable, "-m", "clothing.cli", "serve", "--model", "models/model.keras", "--port", str(port)]
+    command = [
+        sys.executable,
+        "-m",
+        "clothing.commands.cli",
+        "serve",
+        "--model",
+        "models/model.keras",
+        "--port",
+        str(port),
+    ]
     process = subprocess.Popen(command, cwd=trained, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}"
     while process.poll() is None:
@@ -133,7 +143,16 @@ def test_a_port_in_use_is_one_clear_line(trained: Path) -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        command = [sys.executable, "-m", "clothing.cli", "serve", "--model", "models/model.keras", "--port", str(port)]
+        command = [
+            sys.executable,
+            "-m",
+            "clothing.commands.cli",
+            "serve",
+            "--model",
+            "models/model.keras",
+            "--port",
+            str(port),
+        ]
         result = subprocess.run(command, cwd=trained, capture_output=True, text=True)
     assert result.returncode == 1
     assert result.stderr == f"error: cannot serve on 127.0.0.1:{port}: address already in use; try another --port\n"

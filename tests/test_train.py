@@ -14,11 +14,11 @@ import pandas as pd
 import pytest
 from conftest import CLASSES, TINY_TRAIN, error_line, run, stage, stage_module, update_params
 
-from clothing.backbones import BACKBONES
 from clothing.errors import PipelineError
 from clothing.files import sha256_file
-from clothing.networks import cut_points, split_at, split_at_fraction
-from clothing.pruning import is_prunable
+from clothing.models.backbones import BACKBONES
+from clothing.models.networks import cut_points, split_at, split_at_fraction
+from clothing.models.pruning import is_prunable
 from clothing.tf import keras
 
 EVAL_KEYS = {

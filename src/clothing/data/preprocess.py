@@ -1,5 +1,5 @@
 """Each backbone's ``preprocess_input`` in plain NumPy, so that a TFLite model runs without
-importing TensorFlow (seconds of start-up). :data:`clothing.backbones.BACKBONES` says which
+importing TensorFlow (seconds of start-up). :data:`clothing.models.backbones.BACKBONES` says which
 backbone uses which; tests/test_preprocess.py checks each against the Keras function it replaces.
 """
 

@@ -1,6 +1,6 @@
 """The accuracy / cost frontier: every measured model side by side, timed on one machine in one run.
 
-    python -m clothing.frontier [POINT ...] [--reference POINT]
+    python -m clothing.commands.frontier [POINT ...] [--reference POINT]
 
 Each point is a DVC experiment name or a git revision (default: the list in
 ``FRONTIER_POINTS`` below). For each, the metrics it committed are read (test scores and
@@ -8,7 +8,7 @@ their intervals, MACs, parameters, int8 size and accuracy, train time) and its i
 ``.tflite`` is taken from the DVC cache by the hash its ``dvc.lock`` records, gzip-compressed
 for the download size, and timed for one photo on one thread here, all points in this one
 process, so the latencies compare. Each point is also compared with the reference on the
-same test photos (:mod:`clothing.compare`): a difference whose 95 % interval includes 0 is
+same test photos (:mod:`clothing.commands.compare`): a difference whose 95 % interval includes 0 is
 labelled noise. Writes ``metrics/frontier.csv`` and ``metrics/frontier.png``.
 """
 
@@ -24,12 +24,12 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from clothing.compare import paired_comparison, predictions_at
+from clothing.analysis.latency import single_image_latency
+from clothing.analysis.metrics import bootstrap_intervals, encoded
+from clothing.commands.compare import paired_comparison, predictions_at
+from clothing.commands.experiments import file_at
 from clothing.errors import PipelineError
-from clothing.experiments import file_at
 from clothing.files import write_csv
-from clothing.latency import single_image_latency
-from clothing.metrics import bootstrap_intervals, encoded
 from clothing.system import cpu_description
 
 CSV, PNG = Path("metrics/frontier.csv"), Path("metrics/frontier.png")
@@ -106,7 +106,7 @@ def _from_cache(md5: str, inside: str, point: str) -> Path:
 
 def int8_latency(model: Path, warmup: int, runs: int) -> float:
     """Median milliseconds for one photo on one thread (content does not change an int8 model's time)."""
-    from clothing.classifier import tflite_forward
+    from clothing.models.classifier import tflite_forward
 
     forward, size = tflite_forward(model, threads=1)
     image = np.random.default_rng(0).uniform(-1, 1, (size, size, 3)).astype(np.float32)
@@ -125,7 +125,7 @@ def pareto(costs: pd.Series, accuracy: pd.Series) -> pd.Series:
 
 
 def plot(table: pd.DataFrame, cpu: str, path: Path) -> None:
-    from clothing.plots import plt, save_png
+    from clothing.analysis.plots import plt, save_png
 
     figure, panels = plt.subplots(1, 2, figsize=(13, 5), sharey=True)
     for axes, cost, label in (
@@ -150,7 +150,7 @@ def plot(table: pd.DataFrame, cpu: str, path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m clothing.frontier", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m clothing.commands.frontier", description=__doc__.split("\n")[0])
     parser.add_argument("points", nargs="*", default=FRONTIER_POINTS, help="experiment names or revisions")
     parser.add_argument("--reference", help="the point the others are compared with (default: the first)")
     parser.add_argument("--warmup", type=int, default=20)

@@ -1,6 +1,6 @@
 """K-fold cross-validation: one DVC experiment per fold, then one summary of them all.
 
-    python -m clothing.crossval --folds 5 [--name cv5] [-S key=value ...] [--summary-only]
+    python -m clothing.commands.crossval --folds 5 [--name cv5] [-S key=value ...] [--summary-only]
 
 Fold k is the pipeline up to evaluate with ``split.folds=K`` and ``split.fold=k`` (and
 the ``-S`` values given), queued as the experiment ``{name}-fold{k}``; then DVC's queue
@@ -28,10 +28,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from clothing.analysis.metrics import HEADLINE, bootstrap_intervals, encoded, headline_scores, per_class
+from clothing.commands.experiments import file_at
 from clothing.errors import PipelineError
-from clothing.experiments import file_at
 from clothing.files import write_csv, write_json
-from clothing.metrics import HEADLINE, bootstrap_intervals, encoded, headline_scores, per_class
 
 OUT = Path("metrics/cv")
 
@@ -97,7 +97,7 @@ def _dvc(*args: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m clothing.crossval", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m clothing.commands.crossval", description=__doc__.split("\n")[0])
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--name", help="experiment and file name prefix (default: cv{folds})")
     parser.add_argument("-S", "--set-param", dest="settings", action="append", default=[], metavar="KEY=VALUE")

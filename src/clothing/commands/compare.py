@@ -1,6 +1,6 @@
 """Does experiment B really beat A? A paired comparison on the same test photos.
 
-    python -m clothing.compare A B [--resamples 1000] [--seed 0]
+    python -m clothing.commands.compare A B [--resamples 1000] [--seed 0]
 
 A and B are git revisions or DVC experiment names (``dvc exp show`` lists them) or
 ``workspace``; each one's ``metrics/eval/predictions.csv`` is read. Both models answered
@@ -21,8 +21,8 @@ import numpy as np
 import pandas as pd
 from scipy.stats import binomtest, bootstrap
 
+from clothing.commands.experiments import file_at
 from clothing.errors import PipelineError
-from clothing.experiments import file_at
 
 PREDICTIONS = "metrics/eval/predictions.csv"
 
@@ -66,7 +66,7 @@ def predictions_at(revision: str) -> pd.DataFrame:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m clothing.compare", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m clothing.commands.compare", description=__doc__.split("\n")[0])
     parser.add_argument("a", help="revision, experiment name or 'workspace'")
     parser.add_argument("b", help="revision, experiment name or 'workspace'")
     parser.add_argument("--resamples", type=int, default=1000)

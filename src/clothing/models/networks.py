@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from clothing.backbones import BACKBONES
-from clothing.efficientnet_lite import efficientnet_lite0, efficientnet_lite1, efficientnet_lite2
 from clothing.errors import PipelineError
+from clothing.models.backbones import BACKBONES
+from clothing.models.efficientnet_lite import efficientnet_lite0, efficientnet_lite1, efficientnet_lite2
 from clothing.tf import keras
 
 

@@ -7,7 +7,7 @@
 
 A bad upload (not an image, empty, truncated, too large, too many files) is a 4xx whose
 ``detail`` is one line naming the file; the server keeps serving. Photos are decoded and
-resized exactly as ``predict`` does (:func:`clothing.images.load_image`), so both answer
+resized exactly as ``predict`` does (:func:`clothing.data.images.load_image`), so both answer
 alike for the same file. One model call runs at a time: the LiteRT interpreter is not
 thread-safe, and on a small CPU a second concurrent call would only share its cores.
 """
@@ -26,10 +26,10 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse
 from starlette.datastructures import UploadFile
 
-from clothing.classifier import Classifier, load_classifier
-from clothing.cli import json_records, ranked
+from clothing.data.images import ImageError, load_image
 from clothing.errors import PipelineError
-from clothing.images import ImageError, load_image
+from clothing.models.classifier import Classifier, load_classifier
+from clothing.models.results import json_records, ranked
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,7 @@ class Limits:
 def create_app(model: Path, limits: Limits = Limits(), threads: int | None = None) -> FastAPI:
     classifier = load_classifier(model, threads=threads)
     one_at_a_time = threading.Lock()
-    page = resources.files("clothing").joinpath("static/index.html").read_text()
+    page = resources.files("clothing.commands").joinpath("static/index.html").read_text()
     app = FastAPI(title="clothing-classify", docs_url=None, redoc_url=None)
 
     @app.get("/", response_class=HTMLResponse)

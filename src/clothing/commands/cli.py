@@ -23,10 +23,11 @@ import numpy as np
 from tqdm import tqdm
 
 from clothing.errors import PipelineError
+from clothing.models.results import json_records, ranked
 from clothing.quiet import VERBOSE
 
 if TYPE_CHECKING:
-    from clothing.classifier import Classifier
+    from clothing.models.classifier import Classifier
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".jfif", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".heic", ".heif", ".avif"}
 # The project's own model, found from any folder: the package is installed from the repo (pip -e).
@@ -84,15 +85,15 @@ def parser() -> argparse.ArgumentParser:
 
 
 def serve(args: argparse.Namespace) -> int:
-    from clothing import server  # FastAPI and TensorFlow load only once the arguments are good
+    from clothing.commands import server  # FastAPI and TensorFlow load only once the arguments are good
 
     server.serve(args.model or default_model(), args.host, args.port, threads=args.threads)
     return 0
 
 
 def predict(args: argparse.Namespace) -> int:
-    from clothing.classifier import load_classifier  # TensorFlow loads only once the arguments are good
     from clothing.files import atomic_file
+    from clothing.models.classifier import load_classifier  # TensorFlow loads only once the arguments are good
 
     if args.top_k < 1:
         raise PipelineError("--top-k must be at least 1")
@@ -148,7 +149,7 @@ def expand(patterns: Iterable[str]) -> tuple[list[Path], list[tuple[str, str]]]:
 
 def classify(classifier: Classifier, files: list[Path]) -> tuple[list[tuple[Path, np.ndarray]], list[tuple[str, str]]]:
     """Predict in batches while the next photos decode; files that do not decode are reported, not fatal."""
-    from clothing.images import ImageError, load_image
+    from clothing.data.images import ImageError, load_image
     from clothing.system import usable_cores
 
     def decode(path: Path) -> np.ndarray | str:
@@ -189,24 +190,6 @@ def decoded_ahead(
             yield done, future.result()
     for done, future in pending:
         yield done, future.result()
-
-
-def ranked(
-    rows: list[tuple[str | Path, np.ndarray]], classes: list[str], top_k: int, min_confidence: float
-) -> list[tuple[str, list[tuple[str, float]], bool]]:
-    """Per photo: its name, its top-k (class, probability), and whether the top one is below ``min_confidence``."""
-    return [
-        (str(path), [(classes[i], float(p[i])) for i in np.argsort(-p)[:top_k]], bool(p.max() < min_confidence))
-        for path, p in rows
-    ]
-
-
-def json_records(ranking: list[tuple[str, list[tuple[str, float]], bool]]) -> list[dict]:
-    """The JSON form of :func:`ranked`, as ``predict --format json`` and ``serve`` answer."""
-    return [
-        {"file": f, "uncertain": unsure, "predictions": [{"class": c, "probability": round(p, 4)} for c, p in top]}
-        for f, top, unsure in ranking
-    ]
 
 
 def render(rows: list[tuple[Path, np.ndarray]], classes: list[str], top_k: int, fmt: str, min_confidence: float) -> str:

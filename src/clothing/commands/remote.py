@@ -1,4 +1,4 @@
-"""``python -m clothing.remote pull|push``: DVC's pull and push, with one clear line when the remote fails.
+"""``python -m clothing.commands.remote pull|push``: DVC's pull and push, with one clear line when the remote fails.
 
     make pull     # the committed run's data and models from the team's DVC remote
     make push     # yours to it
@@ -62,7 +62,7 @@ def transfer(action: str) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if args not in (["pull"], ["push"]):
-        print("usage: python -m clothing.remote pull|push", file=sys.stderr)
+        print("usage: python -m clothing.commands.remote pull|push", file=sys.stderr)
         return 2
     return transfer(args[0])
 

@@ -16,13 +16,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from clothing.backbones import BACKBONES
+from clothing.data.images import load_images
 from clothing.errors import PipelineError
 from clothing.files import atomic_file, write_json
-from clothing.images import load_images
+from clothing.models.backbones import BACKBONES
+from clothing.models.tflite_metadata import Metadata, read_metadata
 from clothing.quiet import native_logs_silenced
 from clothing.system import usable_cores
-from clothing.tflite_metadata import Metadata, read_metadata
 
 if TYPE_CHECKING:
     from clothing.tf import keras

