@@ -9,7 +9,7 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 
 MEDIAPIPE_VENV := .venv-mediapipe
 
-.PHONY: setup repro test lock mediapipe system-packages pull push
+.PHONY: setup preflight repro test lock mediapipe system-packages pull push docs
 
 setup: $(VENV)/.installed
 
@@ -20,7 +20,12 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 	$(VENV)/bin/python -m pip install --quiet --no-deps -e .
 	touch $@
 
-repro: setup
+# Can every stage start on this machine? A system library an extension module lacks, or an
+# import a stage cannot make, is one line here, in seconds, not after the stages before it ran.
+preflight: setup
+	python -m clothing.commands.preflight
+
+repro: preflight
 	dvc repro
 
 # MediaPipe, for the interop test of the TFLite metadata quantize writes, in its own
@@ -31,6 +36,7 @@ mediapipe: $(MEDIAPIPE_VENV)/.installed
 $(MEDIAPIPE_VENV)/.installed: tools/mediapipe.lock
 	test -x $(MEDIAPIPE_VENV)/bin/python || $(PYTHON) -m venv $(MEDIAPIPE_VENV)
 	$(MEDIAPIPE_VENV)/bin/python -m pip install --quiet --no-deps -r tools/mediapipe.lock
+	python -m clothing.commands.preflight --libraries-only --site-packages $(MEDIAPIPE_VENV)/lib/python3.11/site-packages
 	touch $@
 
 # Tests use Debian's Chromium (the page's test, headless) and OpenSSH server (the DVC

@@ -70,7 +70,7 @@ def main() -> None:
 def read_probabilities(path: Path) -> pd.DataFrame:
     if not path.is_file():
         raise PipelineError(f"{path}: missing; run python -m clothing.commands.crossval first (see README)")
-    scored = pd.read_csv(path, dtype={"image": str, "label": str}, keep_default_na=False)
+    scored = read_table(path, text_columns=("image", "label"))
     if scored["image"].duplicated().any():
         raise PipelineError(f"{path}: a photo is scored twice")
     return scored

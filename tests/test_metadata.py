@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,7 @@ from clothing.errors import PipelineError
 from clothing.files import read_table
 from clothing.models.backbones import BACKBONES
 from clothing.models.classifier import info_path, load_classifier
-from clothing.models.tflite_metadata import normalization, read_metadata
+from clothing.models.tflite_metadata import Metadata, normalization, read_metadata, write_metadata
 
 MEDIAPIPE_PYTHON = REPO / ".venv-mediapipe/bin/python"
 
@@ -67,3 +68,28 @@ def test_mediapipe_image_classifier_runs_the_file_as_it_is(quantized: Path) -> N
     mediapipe_top1 = [record["predictions"][0]["class"] for record in json.loads(answered.stdout)]
     ours = load_classifier(model)
     assert mediapipe_top1 == ours.info.top1(ours.predict_files(photos))
+
+
+def test_writing_and_reading_metadata_loads_no_native_code_of_tflite_support(tmp_path: Path) -> None:
+    """Its native modules link libusb-1.0, which a fresh Debian machine lacks: quantize must not need them."""
+    model = plain_tflite(tmp_path / "plain.tflite", (4,))
+    script = (
+        "import sys; from pathlib import Path\n"
+        "from clothing.models.tflite_metadata import Metadata, read_metadata, write_metadata\n"
+        f"write_metadata(Path({str(model)!r}), Metadata(['a', 'b'], [127.5], [127.5]))\n"
+        f"assert read_metadata(Path({str(model)!r})).classes == ['a', 'b']\n"
+        "print([line.split()[-1] for line in open('/proc/self/maps') if 'tensorflow_lite_support' in line])\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
+def test_metadata_written_twice_replaces_itself(tmp_path: Path) -> None:
+    """The same labels give the same bytes, so a rerun of quantize leaves its hashes in dvc.lock as they were."""
+    model = plain_tflite(tmp_path / "plain.tflite", (4,))
+    write_metadata(model, Metadata(["x", "y"], [0.0], [1.0]))
+    once = model.read_bytes()
+    write_metadata(model, Metadata(["x", "y"], [0.0], [1.0]))
+    assert model.read_bytes() == once
+    assert read_metadata(model) == Metadata(["x", "y"], [0.0], [1.0])

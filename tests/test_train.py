@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import time
 import zipfile
 from dataclasses import replace
 from pathlib import Path
@@ -12,14 +13,18 @@ import h5py
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from conftest import CLASSES, TINY_TRAIN, error_line, run, stage, stage_module, update_params
 
 from clothing.errors import PipelineError
 from clothing.files import sha256_file
 from clothing.models.backbones import BACKBONES
+from clothing.models.classifier import ModelInfo, save_classifier
 from clothing.models.networks import cut_points, split_at, split_at_fraction
 from clothing.models.pruning import is_prunable
 from clothing.tf import keras
+
+MODEL = "models/model.keras"
 
 EVAL_KEYS = {
     *("accuracy", "top3_accuracy", "ece"),
@@ -94,12 +99,31 @@ def test_rerun_gives_identical_metrics(tiny: Path) -> None:
     def metrics() -> tuple[dict, dict]:
         return read_json(tiny / "metrics/train.json"), read_json(tiny / "metrics/eval.json")
 
+    def model_hash() -> str:
+        (out,) = [
+            o for o in yaml.safe_load((tiny / "dvc.lock").read_text())["stages"]["train"]["outs"] if o["path"] == MODEL
+        ]
+        return out["md5"]
+
     run(tiny, "dvc", "repro", "evaluate")
-    first = metrics()
+    first, first_model = metrics(), model_hash()
     run(tiny, "dvc", "repro", "--force", "--single-item", "train")
     run(tiny, "dvc", "repro", "--force", "--single-item", "evaluate")
     assert metrics() == first
+    assert model_hash() == first_model  # the same bytes: dvc.lock keeps the committed hash
     assert run(tiny, "dvc", "status", "--quiet", "evaluate", check=False).returncode == 0
+
+
+def test_two_saves_of_one_model_are_the_same_bytes(tmp_path: Path) -> None:
+    """Keras writes the time of saving into the file; a second later the same weights must give the same file."""
+    model = keras.Sequential([keras.layers.Input((4,)), keras.layers.Dense(3, activation="softmax")])
+    info = ModelInfo(["a", "b", "c"], "baseline_cnn", 4)
+    save_classifier(model, info, tmp_path / "first/model.keras")
+    time.sleep(2.1)  # zip dates count in steps of 2 seconds
+    save_classifier(model, info, tmp_path / "second/model.keras")
+    assert (tmp_path / "first/model.keras").read_bytes() == (tmp_path / "second/model.keras").read_bytes()
+    loaded = keras.models.load_model(tmp_path / "second/model.keras", compile=False)
+    np.testing.assert_array_equal(loaded.get_weights()[0], model.get_weights()[0])
 
 
 def test_another_training_seed_gives_other_augmented_views() -> None:

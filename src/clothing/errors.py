@@ -10,13 +10,19 @@ class PipelineError(Exception):
     """Bad input, params or environment: shown to the user as one line, exit code 1."""
 
 
-def run_stage(main: Callable[[], None]) -> None:
-    """Run a stage's ``main``; turn expected failures into one line and a non-zero exit."""
+def exit_code(command: Callable[[], int | None]) -> int:
+    """Run ``command``; an expected failure is one line on stderr and exit code 1 (130 for Ctrl-C)."""
     try:
-        main()
+        return command() or 0
     except PipelineError as error:
         print(f"error: {error}", file=sys.stderr)
-        sys.exit(1)
+        return 1
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
-        sys.exit(130)
+        return 130
+
+
+def run_stage(main: Callable[[], None]) -> None:
+    """Run a stage's ``main`` as a script: a failure ends the process with :func:`exit_code`'s code."""
+    if code := exit_code(main):
+        sys.exit(code)

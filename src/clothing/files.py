@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+import zipfile
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -50,16 +52,25 @@ def atomic_file(target: str | Path) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
+def zip_entry(name: str) -> zipfile.ZipInfo:
+    """A zip member dated 1980-01-01 (the earliest a zip can say): the same content gives the same bytes."""
+    return zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+
+
 def write_json(path: str | Path, data: Any) -> None:
     with atomic_file(path) as tmp:
         tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
 
 
-def read_table(path: str | Path) -> pd.DataFrame:
-    """A CSV of the pipeline as text, every cell as written: a label "NA" or "None" stays that label."""
+def read_table(source: str | Path | io.StringIO, text_columns: Iterable[str] | None = None) -> pd.DataFrame:
+    """A CSV of the pipeline, each cell as written: a label "NA" or "None" stays that label.
+
+    Every column is text, or only ``text_columns`` are and the others numbers (probabilities).
+    """
     import pandas as pd
 
-    return pd.read_csv(path, dtype=str, keep_default_na=False)
+    dtype = str if text_columns is None else dict.fromkeys(text_columns, str)
+    return pd.read_csv(source, dtype=dtype, keep_default_na=False)
 
 
 def write_csv(path: str | Path, frame: pd.DataFrame) -> None:

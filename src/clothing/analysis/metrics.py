@@ -8,6 +8,8 @@ from scipy.stats import bootstrap
 from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support, top_k_accuracy_score
 
 HEADLINE = ("accuracy", "macro_f1", "weighted_f1")
+# probabilities.csv (evaluate, crossval) has these text columns, then one number per class.
+PROBABILITY_TEXT = ("image", "label")
 
 
 def scores(labels: np.ndarray, probabilities: np.ndarray, bins: int = 15) -> dict[str, float]:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, TypeVar
 import numpy as np
 from tqdm import tqdm
 
-from clothing.errors import PipelineError
+from clothing.errors import PipelineError, exit_code
 from clothing.models.results import json_records, ranked
 from clothing.quiet import VERBOSE
 
@@ -40,14 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.verbose:
         os.environ[VERBOSE] = "1"
-    try:
-        return predict(args) if args.command == "predict" else serve(args)
-    except PipelineError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        return 130
+    return exit_code(lambda: predict(args) if args.command == "predict" else serve(args))
 
 
 def parser() -> argparse.ArgumentParser:

@@ -14,15 +14,14 @@ than the difference's own interval is wide: compare models with this, not with t
 from __future__ import annotations
 
 import argparse
-import io
 import sys
 
 import numpy as np
 import pandas as pd
 from scipy.stats import binomtest, bootstrap
 
-from clothing.commands.experiments import file_at
-from clothing.errors import PipelineError
+from clothing.commands.experiments import table_at
+from clothing.errors import PipelineError, exit_code
 
 PREDICTIONS = "metrics/eval/predictions.csv"
 
@@ -62,7 +61,7 @@ def verdict(result: dict) -> str:
 
 
 def predictions_at(revision: str) -> pd.DataFrame:
-    return pd.read_csv(io.StringIO(file_at(revision, PREDICTIONS)), dtype=str, keep_default_na=False)
+    return table_at(revision, PREDICTIONS)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -72,19 +71,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resamples", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    try:
-        result = paired_comparison(predictions_at(args.a), predictions_at(args.b), args.resamples, args.seed)
-    except PipelineError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+    return exit_code(lambda: report(args.a, args.b, args.resamples, args.seed))
+
+
+def report(a: str, b: str, resamples: int, seed: int) -> None:
+    result = paired_comparison(predictions_at(a), predictions_at(b), resamples, seed)
     print(
-        f"A {args.a}: {result['accuracy_a']:.4f}   B {args.b}: {result['accuracy_b']:.4f}   "
+        f"A {a}: {result['accuracy_a']:.4f}   B {b}: {result['accuracy_b']:.4f}   "
         f"B - A {result['difference']:+.4f} (95 % CI {result['difference_ci95'][0]:+.4f} to "
         f"{result['difference_ci95'][1]:+.4f}) on {result['photos']} photos; only A right {result['only_a_right']}, "
         f"only B right {result['only_b_right']}"
     )
     print(verdict(result))
-    return 0
 
 
 if __name__ == "__main__":

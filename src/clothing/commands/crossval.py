@@ -20,7 +20,6 @@ label audit's input).
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import subprocess
 import sys
@@ -28,9 +27,16 @@ from pathlib import Path
 
 import pandas as pd
 
-from clothing.analysis.metrics import HEADLINE, bootstrap_intervals, encoded, headline_scores, per_class
-from clothing.commands.experiments import file_at
-from clothing.errors import PipelineError
+from clothing.analysis.metrics import (
+    HEADLINE,
+    PROBABILITY_TEXT,
+    bootstrap_intervals,
+    encoded,
+    headline_scores,
+    per_class,
+)
+from clothing.commands.experiments import file_at, table_at
+from clothing.errors import PipelineError, exit_code
 from clothing.files import write_csv, write_json
 
 OUT = Path("metrics/cv")
@@ -52,9 +58,9 @@ def summarize(name: str, folds: int) -> tuple[dict, pd.DataFrame, pd.DataFrame, 
         scores = json.loads(file_at(experiment, "metrics/eval.json"))
         rows.append({"fold": fold, "test_images": scores["test_images"]} | {m: scores[m] for m in HEADLINE})
         class_f1.append({name: kept["f1"] for name, kept in scores["per_class"].items()})
-        answered = pd.read_csv(io.StringIO(file_at(experiment, "metrics/eval/predictions.csv")), dtype=str)
+        answered = table_at(experiment, "metrics/eval/predictions.csv")
         predictions.append(answered.assign(fold=fold))
-        scored = pd.read_csv(io.StringIO(file_at(experiment, "metrics/eval/probabilities.csv")))
+        scored = table_at(experiment, "metrics/eval/probabilities.csv", text_columns=PROBABILITY_TEXT)
         probabilities.append(scored.assign(fold=fold))
     table, pooled = pd.DataFrame(rows), pd.concat(predictions, ignore_index=True)
     if pooled["image"].duplicated().any():
@@ -106,20 +112,19 @@ def main(argv: list[str] | None = None) -> int:
     if args.folds < 2:
         parser.error("--folds must be 2 or more")
     name = args.name or f"cv{args.folds}"
-    try:
-        if not args.summary_only:
-            queue_and_run(name, args.folds, args.settings)
-        summary, folds, predictions, probabilities = summarize(name, args.folds)
-    except PipelineError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    write_json(OUT / f"{name}.json", summary | {"settings": args.settings})
-    write_csv(OUT / f"{name}_folds.csv", folds)
+    return exit_code(lambda: cross_validate(name, args.folds, args.settings, args.summary_only))
+
+
+def cross_validate(name: str, folds: int, settings: list[str], summary_only: bool) -> None:
+    if not summary_only:
+        queue_and_run(name, folds, settings)
+    summary, by_fold, predictions, probabilities = summarize(name, folds)
+    write_json(OUT / f"{name}.json", summary | {"settings": settings})
+    write_csv(OUT / f"{name}_folds.csv", by_fold)
     write_csv(OUT / f"{name}_predictions.csv", predictions)
     write_csv(OUT / f"{name}_probabilities.csv", probabilities)
     accuracy = summary["accuracy"]
-    print(f"{name}: accuracy {accuracy['mean']:.4f} ± {accuracy['sd']:.4f} (sd over {args.folds} folds)")
-    return 0
+    print(f"{name}: accuracy {accuracy['mean']:.4f} ± {accuracy['sd']:.4f} (sd over {folds} folds)")
 
 
 if __name__ == "__main__":

@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import io
 import subprocess
+from collections.abc import Iterable
 from pathlib import Path
 
+import pandas as pd
+
 from clothing.errors import PipelineError
+from clothing.files import read_table
+
+
+def table_at(revision: str, path: str, text_columns: Iterable[str] | None = None) -> pd.DataFrame:
+    """The CSV ``path`` as committed at ``revision``, read as :func:`clothing.files.read_table` reads it."""
+    return read_table(io.StringIO(file_at(revision, path)), text_columns)
 
 
 def file_at(revision: str, path: str) -> str:

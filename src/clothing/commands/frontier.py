@@ -28,7 +28,7 @@ from clothing.analysis.latency import single_image_latency
 from clothing.analysis.metrics import bootstrap_intervals, encoded
 from clothing.commands.compare import paired_comparison, predictions_at
 from clothing.commands.experiments import file_at
-from clothing.errors import PipelineError
+from clothing.errors import PipelineError, exit_code
 from clothing.files import write_csv
 from clothing.system import cpu_description
 
@@ -156,12 +156,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--runs", type=int, default=200)
     args = parser.parse_args(argv)
-    try:
-        reference = predictions_at(args.reference or args.points[0])
-        rows = [measure(point, reference, args.warmup, args.runs) for point in args.points]
-    except PipelineError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+    return exit_code(lambda: frontier(args.points, args.reference or args.points[0], args.warmup, args.runs))
+
+
+def frontier(points: list[str], reference_point: str, warmup: int, runs: int) -> None:
+    reference = predictions_at(reference_point)
+    rows = [measure(point, reference, warmup, runs) for point in points]
     cpu = cpu_description()
     cpu_name = f"{cpu['model']} ({', '.join(cpu['extensions'])})"
     table = pd.DataFrame(rows).assign(cpu=cpu_name)
@@ -170,7 +170,6 @@ def main(argv: list[str] | None = None) -> int:
     write_csv(CSV, table)
     plot(table, cpu["model"], PNG)
     print(table.drop(columns="cpu").to_string(index=False))
-    return 0
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ and preprocessed the same way everywhere.
 from __future__ import annotations
 
 import json
+import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -18,7 +19,7 @@ import numpy as np
 
 from clothing.data.images import load_images
 from clothing.errors import PipelineError
-from clothing.files import atomic_file, write_json
+from clothing.files import atomic_file, write_json, zip_entry
 from clothing.models.backbones import BACKBONES
 from clothing.models.tflite_metadata import Metadata, read_metadata
 from clothing.quiet import native_logs_silenced
@@ -77,10 +78,25 @@ def info_path(model_path: str | Path) -> Path:
 
 
 def save_classifier(model: keras.Model, info: ModelInfo, path: str | Path) -> None:
+    """Save ``model`` so that the same weights give the same bytes (and so the same hash in dvc.lock)."""
     with atomic_file(path) as tmp:
-        model.save(tmp.with_suffix(".keras"))
-        tmp.with_suffix(".keras").rename(tmp)
+        saved = tmp.with_suffix(".keras")  # Keras insists on the suffix
+        try:
+            model.save(saved)
+            _without_save_time(saved, tmp)
+        finally:
+            saved.unlink(missing_ok=True)
     write_json(info_path(path), asdict(info))
+
+
+def _without_save_time(saved: Path, target: Path) -> None:
+    """Keras writes the time of saving twice: ``date_saved`` in metadata.json and the weights' zip date."""
+    with zipfile.ZipFile(saved) as source, zipfile.ZipFile(target, "w") as out:
+        for entry in source.infolist():
+            data = source.read(entry)
+            if entry.filename == "metadata.json":
+                data = json.dumps(json.loads(data) | {"date_saved": None}).encode()
+            out.writestr(zip_entry(entry.filename), data, compress_type=entry.compress_type)
 
 
 def load_classifier(path: str | Path, threads: int | None = None) -> Classifier:
