@@ -57,7 +57,7 @@ class CleanParams(Section):
 def main() -> None:
     params = load_section("clean", CleanParams)
     rows = read_rows(RAW / "images.csv")
-    rows = apply_corrections(rows, read_corrections(CORRECTIONS, rows))
+    rows = apply_corrections(rows, read_corrections(CORRECTIONS, rows, kept_classes(rows, params)))
     labelled, dropped = clean(rows, RAW / "images", params)
     check_corrected_photos_kept(labelled)
     kept = labelled[labelled["label"] != "drop"]
@@ -100,8 +100,17 @@ def normalise_labels(labels: pd.Series) -> pd.Series:
     return key.map(commonest)
 
 
-def read_corrections(path: Path, rows: pd.DataFrame) -> pd.DataFrame:
-    """The reviewed corrections, each naming a known photo and a known label (or ``drop``) with a reason."""
+def kept_classes(rows: pd.DataFrame, params: CleanParams) -> set[str]:
+    classes = set(rows["label"]) - set(params.drop_labels) - {""}
+    return classes & set(params.keep_labels) if params.keep_labels is not None else classes
+
+
+def read_corrections(path: Path, rows: pd.DataFrame, classes: set[str]) -> pd.DataFrame:
+    """The reviewed corrections, each naming a known photo and a kept class (or ``drop``) with a reason.
+
+    A correction to a class that is not kept would drop the photo as an excluded label, and
+    so redraw every split; a photo that should go is corrected to ``drop``, which keeps them.
+    """
     corrections = read_table(path)
     missing = {"image", "label", "reason"} - set(corrections.columns)
     if missing:
@@ -109,14 +118,18 @@ def read_corrections(path: Path, rows: pd.DataFrame) -> pd.DataFrame:
     problems = {
         "photos listed twice": corrections["image"][corrections["image"].duplicated()],
         "photos not in the dataset": corrections["image"][~corrections["image"].isin(rows["image"])],
-        "unknown labels (a class name or drop)": corrections["label"][
-            ~corrections["label"].isin(set(rows["label"]) | {"drop"})
-        ],
         "corrections without a reason": corrections["image"][corrections["reason"].str.strip() == ""],
     }
     for problem, values in problems.items():
         if len(values):
             raise PipelineError(f"{path}: {problem}: {sorted(set(values))[:5]}")
+    for row, (image, label) in enumerate(zip(corrections["image"], corrections["label"], strict=True), start=2):
+        if label not in classes | {"drop"}:
+            close = difflib.get_close_matches(label, sorted(classes), n=1)
+            hint = f"did you mean '{close[0]}'? " if close else ""
+            raise PipelineError(
+                f"{path}: line {row} ({image}): '{label}' is not a kept class ({hint}a kept class or drop)"
+            )
     return corrections
 
 

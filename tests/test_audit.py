@@ -112,7 +112,12 @@ def test_corrections_train_on_reviewed_labels_but_score_the_dataset_labels(tmp_p
     ("rows", "message"),
     [
         ("nobody,Pants,x", "photos not in the dataset: ['nobody']"),
-        ("pants-01,Pnats,x", "unknown labels (a class name or drop): ['Pnats']"),
+        (
+            "pants-01,Pnats,x",
+            "line 2 (pants-01): 'Pnats' is not a kept class (did you mean 'Pants'? a kept class or drop)",
+        ),
+        # Other and Skip are raw labels, but not kept: the photo would leave the split it was drawn in.
+        ("pants-01,Shoes,x\npants-02,Other,y", "line 3 (pants-02): 'Other' is not a kept class (a kept class or drop)"),
         ("pants-01,Shoes,\npants-02,Shoes,x", "corrections without a reason: ['pants-01']"),
         ("pants-01,Shoes,x\npants-01,drop,y", "photos listed twice: ['pants-01']"),
     ],

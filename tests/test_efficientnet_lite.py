@@ -8,11 +8,14 @@ shapes rather than from :mod:`clothing.models.efficientnet_lite`.
 from __future__ import annotations
 
 import importlib.metadata
+import io
 import json
 import math
 import pickle
 import re
 import sys
+import types
+from collections import OrderedDict
 from dataclasses import replace
 from pathlib import Path
 
@@ -234,3 +237,58 @@ def test_a_lite_backbone_runs_every_stage_and_predict(tmp_path: Path, archive: A
     assert [answer["predictions"][0]["class"] for answer in answers] == list(evaluated["predicted"])
     int8 = run(project, *predict, "--model", "models/tflite/model_int8.tflite")
     assert all(name in int8.stdout for name in files)
+
+
+def legacy_torch_file(path: Path, shape: tuple, strides: tuple, count: int, values: np.ndarray) -> Path:
+    """A legacy torch.save file of one float tensor, with any shape, strides and storage size it claims."""
+    torch, utils = types.ModuleType("torch"), types.ModuleType("torch._utils")
+
+    class FloatStorage:  # the global a real file names
+        __module__, __qualname__ = "torch", "FloatStorage"
+
+    def _rebuild_tensor_v2(*args: object) -> None:
+        raise AssertionError("only pickled, never called")
+
+    _rebuild_tensor_v2.__module__, _rebuild_tensor_v2.__qualname__ = "torch._utils", "_rebuild_tensor_v2"
+    torch.FloatStorage, torch._utils, utils._rebuild_tensor_v2 = FloatStorage, utils, _rebuild_tensor_v2
+
+    class Storage:
+        pass
+
+    class Tensor:
+        def __reduce__(self) -> tuple:
+            return _rebuild_tensor_v2, (Storage(), 0, shape, strides, False, OrderedDict())
+
+    class Pickler(pickle.Pickler):
+        def persistent_id(self, obj: object) -> tuple | None:
+            return ("storage", FloatStorage, "0", "cpu", count) if isinstance(obj, Storage) else None
+
+    def dumps(obj: object) -> bytes:
+        stream = io.BytesIO()
+        Pickler(stream, protocol=2).dump(obj)
+        return stream.getvalue()
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(sys.modules, "torch", torch)
+        patch.setitem(sys.modules, "torch._utils", utils)
+        head = b"".join(dumps(part) for part in (0x1950A86A20F9469CFC6C, 1001, {}, OrderedDict(w=Tensor()), ["0"]))
+    path.write_bytes(head + count.to_bytes(8, "little") + values.astype("<f4").tobytes())
+    return path
+
+
+def test_a_well_formed_handmade_file_reads(tmp_path: Path) -> None:
+    """The maker below writes what the reader expects: the two broken files differ from it in one field."""
+    made = legacy_torch_file(tmp_path / "good.pth", (2, 2), (2, 1), 4, np.arange(4))
+    np.testing.assert_array_equal(read_state_dict(made)["w"], [[0, 1], [2, 3]])
+
+
+def test_negative_strides_are_one_clear_error_not_a_read_outside_the_storage(tmp_path: Path) -> None:
+    made = legacy_torch_file(tmp_path / "negative.pth", (3,), (-1,), 3, np.arange(3))
+    with pytest.raises(PipelineError, match=r"w: a negative offset, size or stride \(0, \(3,\), \(-1,\)\)"):
+        read_state_dict(made)
+
+
+def test_a_huge_storage_count_is_one_clear_error_not_a_memory_error(tmp_path: Path) -> None:
+    made = legacy_torch_file(tmp_path / "huge.pth", (2,), (1,), 2**60, np.arange(2))
+    with pytest.raises(PipelineError, match=r"file truncated: wanted \d+ bytes, 8 left"):
+        read_state_dict(made)

@@ -14,6 +14,7 @@ Only the few globals a state_dict needs are let through the unpickler, so a file
 from __future__ import annotations
 
 import io
+import os
 import pickle
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -102,14 +103,17 @@ def _read(file: io.BufferedIOBase) -> dict[str, np.ndarray]:
         count = int.from_bytes(_exactly(file, 8), "little")
         if count != storage.size:
             raise ValueError(f"storage {key} holds {count} elements, its tensor says {storage.size}")
-        nbytes = count * np.dtype(storage.dtype).itemsize
-        storage.data = np.frombuffer(_exactly(file, nbytes), storage.dtype)
+        storage.data = np.frombuffer(_exactly(file, count * np.dtype(storage.dtype).itemsize), storage.dtype)
     if file.read(1):
         raise ValueError("bytes after the last storage")
     return {name: _materialise(name, tensor) for name, tensor in state.items()}
 
 
 def _exactly(file: io.BufferedIOBase, size: int) -> bytes:
+    """``size`` bytes, checked against what the file has left before any memory is asked for."""
+    left = os.fstat(file.fileno()).st_size - file.tell()
+    if size > left:
+        raise EOFError(f"file truncated: wanted {size} bytes, {left} left")
     data = file.read(size)
     if len(data) != size:
         raise EOFError(f"file truncated: wanted {size} bytes, got {len(data)}")
@@ -120,8 +124,12 @@ def _materialise(name: str, tensor: _Tensor) -> np.ndarray:
     storage = tensor.storage
     if storage.data is None:
         raise ValueError(f"{name}: its storage is missing from the file")
+    if min((tensor.offset, *tensor.shape, *tensor.strides), default=0) < 0:
+        raise ValueError(
+            f"{name}: a negative offset, size or stride ({tensor.offset}, {tensor.shape}, {tensor.strides})"
+        )
     last = tensor.offset + sum((n - 1) * s for n, s in zip(tensor.shape, tensor.strides, strict=True))
-    if tensor.offset < 0 or (all(tensor.shape) and last >= storage.size):
+    if all(tensor.shape) and last >= storage.size:
         raise ValueError(f"{name}: shape {tensor.shape} runs past its storage of {storage.size}")
     itemsize = storage.data.itemsize
     view = np.lib.stride_tricks.as_strided(
