@@ -18,25 +18,31 @@ import pandas as pd
 from pydantic import Field
 from sklearn.metrics import ConfusionMatrixDisplay
 
-from clothing.analysis.metrics import bootstrap_intervals, coverage, headline_scores, per_class, reliability, scores
+from clothing.analysis.metrics import (
+    BootstrapParams,
+    bootstrap_intervals,
+    coverage,
+    headline_scores,
+    per_class,
+    reliability,
+    scores,
+)
 from clothing.analysis.plots import plt, save_gallery, save_png
 from clothing.data.images import load_images
 from clothing.errors import run_stage
 from clothing.files import read_table, write_csv, write_json
 from clothing.models.classifier import class_indices, load_classifier
-from clothing.params import Section, load_section
+from clothing.params import load_section
 
 MODEL = Path("models/model.keras")
 TEST = Path("data/split/test.csv")
 OUT = Path("metrics/eval")
 
 
-class EvaluateParams(Section):
+class EvaluateParams(BootstrapParams):
     tta_flip: bool  # also report the average over each photo and its mirror image, beside
     calibration_bins: Annotated[int, Field(ge=2)]
     gallery_size: Annotated[int, Field(ge=0)]
-    bootstrap_resamples: Annotated[int, Field(ge=100)]
-    bootstrap_seed: Annotated[int, Field(ge=0)]
 
 
 def main() -> None:
@@ -50,9 +56,7 @@ def main() -> None:
     probabilities = classifier.predict(images)
     predicted = probabilities.argmax(axis=1)
     summary = {"test_images": len(test)} | scores(labels, probabilities, params.calibration_bins)
-    summary["ci95"] = bootstrap_intervals(
-        labels, predicted, len(classes), params.bootstrap_resamples, params.bootstrap_seed
-    )
+    summary["ci95"] = bootstrap_intervals(labels, predicted, len(classes), params)
     summary["reviewed_test_labels"] = reviewed_scores(test, probabilities, classes)
     if params.tta_flip:
         mirrored = classifier.predict(images[:, :, ::-1])

@@ -23,10 +23,12 @@ from conftest import (
 )
 from scipy.stats import binomtest
 
-from clothing.analysis.metrics import bootstrap_intervals, headline_scores
+from clothing.analysis.metrics import BootstrapParams, bootstrap_intervals, encoded, headline_scores
 from clothing.commands.compare import paired_comparison, verdict
 from clothing.errors import PipelineError
 from clothing.files import read_table
+
+BOOTSTRAP = BootstrapParams(bootstrap_resamples=1000, bootstrap_seed=0)
 
 
 def noisy_predictions(n: int, accuracy: float, seed: int, classes: int = 17) -> tuple[np.ndarray, np.ndarray]:
@@ -38,7 +40,7 @@ def noisy_predictions(n: int, accuracy: float, seed: int, classes: int = 17) -> 
 
 def test_bootstrap_intervals_are_as_wide_as_sampling_theory_says() -> None:
     labels, predicted = noisy_predictions(510, 0.88, seed=1)
-    intervals = bootstrap_intervals(labels, predicted, 17, resamples=1000, seed=0)
+    intervals = bootstrap_intervals(labels, predicted, 17, BOOTSTRAP)
     point = headline_scores(labels, predicted, 17)
     for metric, interval in intervals.items():
         assert interval["low"] <= point[metric] <= interval["high"]
@@ -46,8 +48,19 @@ def test_bootstrap_intervals_are_as_wide_as_sampling_theory_says() -> None:
     expected = 2 * 1.96 * np.sqrt(point["accuracy"] * (1 - point["accuracy"]) / 510)
     width = intervals["accuracy"]["high"] - intervals["accuracy"]["low"]
     assert width == pytest.approx(expected, rel=0.15)
-    assert bootstrap_intervals(labels, predicted, 17, seed=0) == intervals
-    assert bootstrap_intervals(labels, predicted, 17, seed=1) != intervals
+    assert bootstrap_intervals(labels, predicted, 17, BOOTSTRAP.model_copy(update={"bootstrap_seed": 1})) != intervals
+
+
+def test_an_interval_from_resamples_that_miss_a_class_is_still_an_interval() -> None:
+    """Two photos of a rare class: many resamples hold none of them, and its F1 must not turn the scores into NaN."""
+    labels = np.array([0] * 60 + [1] * 60 + [2] * 2)
+    predicted = labels.copy()
+    predicted[::7] = (predicted[::7] + 1) % 3
+    intervals = bootstrap_intervals(labels, predicted, 3, BOOTSTRAP)
+    point = headline_scores(labels, predicted, 3)
+    for metric, interval in intervals.items():
+        assert interval["low"] <= point[metric] <= interval["high"], metric
+        assert interval["low"] < interval["high"], metric
 
 
 def test_evaluate_reports_intervals_and_support(trained: Path) -> None:
@@ -95,6 +108,7 @@ def test_k_folds_partition_the_photos_and_keep_classes_and_senders_apart(project
     assert set().union(*tests) == set(labels["image"]) and sum(map(len, tests)) == len(labels)
     for part in parts:
         assert set(pd.concat(part.values())["image"]) == set(labels["image"])  # train + val + test: every photo
+        assert sum(len(rows) for rows in part.values()) == len(labels)  # ... each in one of them only
         if not grouped:
             assert set(part["test"]["label"]) == set(labels["label"])  # stratified: every class in every fold
         else:
@@ -118,7 +132,7 @@ def test_paired_comparison_counts_the_photos_where_models_differ() -> None:
     _, b = noisy_predictions(510, 0.90, seed=3)
     b = np.where(np.random.default_rng(4).random(510) < 0.5, a, labels)  # B fixes about half of A's mistakes
     frame = pd.DataFrame({"image": [f"p{i}" for i in range(510)], "actual": labels.astype(str)})
-    result = paired_comparison(frame.assign(predicted=a.astype(str)), frame.assign(predicted=b.astype(str)))
+    result = paired_comparison(frame.assign(predicted=a.astype(str)), frame.assign(predicted=b.astype(str)), BOOTSTRAP)
     only_a, only_b = int(((a == labels) & (b != labels)).sum()), int(((b == labels) & (a != labels)).sum())
     assert (result["only_a_right"], result["only_b_right"]) == (only_a, only_b)
     assert result["mcnemar_p"] == round(binomtest(only_b, only_a + only_b).pvalue, 4)
@@ -126,16 +140,31 @@ def test_paired_comparison_counts_the_photos_where_models_differ() -> None:
     assert low <= result["difference"] <= high and low > 0
     assert verdict(result).startswith("B is better")
 
-    same = paired_comparison(frame.assign(predicted=a.astype(str)), frame.assign(predicted=a.astype(str)))
-    assert same["difference_ci95"] == [0.0, 0.0] and verdict(same).startswith("no detectable difference")
+    # B fixes 3 of A's mistakes and makes 3 new ones: equal accuracy, a difference no test can call.
+    right, wrong = np.flatnonzero(a == labels), np.flatnonzero(a != labels)
+    swapped = a.copy()
+    swapped[wrong[:3]], swapped[right[:3]] = labels[wrong[:3]], (labels[right[:3]] + 1) % 17
+    even = paired_comparison(
+        frame.assign(predicted=a.astype(str)), frame.assign(predicted=swapped.astype(str)), BOOTSTRAP
+    )
+    assert (even["only_a_right"], even["only_b_right"], even["difference"]) == (3, 3, 0.0)
+    assert even["mcnemar_p"] == 1.0 and verdict(even).startswith("no detectable difference")
     with pytest.raises(PipelineError, match="different test photos"):
-        paired_comparison(frame.assign(predicted=a.astype(str)), frame.head(500).assign(predicted="x"))
+        paired_comparison(frame.assign(predicted=a.astype(str)), frame.head(500).assign(predicted="x"), BOOTSTRAP)
+
+
+def test_a_run_that_scores_a_photo_twice_is_one_clear_error() -> None:
+    frame = pd.DataFrame({"image": ["p1", "p2", "p2"], "actual": ["x", "y", "y"], "predicted": ["x", "y", "x"]})
+    with pytest.raises(PipelineError, match=r"run B scores 1 photo\(s\) twice, e\.g\. p2: not one answer per photo"):
+        paired_comparison(frame.drop_duplicates("image"), frame, BOOTSTRAP)
 
 
 def test_crossval_runs_every_fold_as_an_experiment_and_summarizes(tmp_path: Path, archive: Archive) -> None:
     env = GIT_USER | {"HOME": str(tmp_path / "home")}
     project = make_project(tmp_path / "repo", archive)
-    update_params(project, {"train": TINY_TRAIN})
+    # Not the defaults: crossval must take its intervals' bootstrap from params.yaml, as evaluate does.
+    bootstrap = BootstrapParams(bootstrap_resamples=200, bootstrap_seed=7)
+    update_params(project, {"train": TINY_TRAIN, "evaluate": bootstrap.model_dump()})
     git_repo(project, env)
     commit_all(project, env)
     run(project, sys.executable, "-m", "clothing.commands.crossval", "--folds", "3", env=env)
@@ -143,11 +172,10 @@ def test_crossval_runs_every_fold_as_an_experiment_and_summarizes(tmp_path: Path
     summary = json.loads((project / "metrics/cv/cv3.json").read_text())
     folds = read_table(project / "metrics/cv/cv3_folds.csv")
     predictions = read_table(project / "metrics/cv/cv3_predictions.csv")
-    clean = read_table(project / "data/clean/labels.csv") if (project / "data/clean").exists() else None
     assert summary["folds"] == 3 and len(folds) == 3
     assert summary["photos"] == 30 and len(set(predictions["image"])) == 30  # every photo scored once
-    if clean is not None:
-        assert set(predictions["image"]) == set(clean["image"])
+    run(project, "dvc", "repro", "clean", env=env)  # the folds ran in DVC's queue, elsewhere: clean here too
+    assert set(predictions["image"]) == set(read_table(project / "data/clean/labels.csv")["image"])
     accuracies = folds["accuracy"].astype(float)
     assert summary["accuracy"]["mean"] == pytest.approx(accuracies.mean(), abs=1e-4)
     assert summary["accuracy"]["sd"] == pytest.approx(accuracies.std(ddof=1), abs=1e-4)
@@ -161,7 +189,19 @@ def test_crossval_runs_every_fold_as_an_experiment_and_summarizes(tmp_path: Path
     predicted = by_photo.to_numpy()[np.arange(len(by_photo)), [classes.index(c) for c in predictions["predicted"]]]
     np.testing.assert_allclose(predicted, by_photo.max(axis=1), atol=1e-5)  # rounding may tie
     pooled = summary["pooled"]
-    assert pooled["ci95"]["accuracy"]["low"] <= pooled["accuracy"] <= pooled["ci95"]["accuracy"]["high"]
-    # The paired comparison reads two experiments by name.
-    compared = run(project, sys.executable, "-m", "clothing.commands.compare", "cv3-fold0", "cv3-fold0", env=env)
-    assert "no detectable difference" in compared.stdout
+    labels, predicted, classes = encoded(predictions["actual"], predictions["predicted"])
+    assert pooled["ci95"] == bootstrap_intervals(labels, predicted, len(classes), bootstrap)
+    # compare reads an experiment by name; here against the workspace, where two of its answers are changed.
+    fold0 = predictions[predictions["fold"] == "0"].drop(columns="fold")
+    changed = fold0.copy()
+    right = changed.index[changed["predicted"] == changed["actual"]][:2]
+    changed.loc[right, "predicted"] = [
+        next(c for c in classes if c != actual) for actual in changed.loc[right, "actual"]
+    ]
+    (project / "metrics/eval").mkdir(parents=True, exist_ok=True)
+    changed.to_csv(project / "metrics/eval/predictions.csv", index=False)
+    compare = (sys.executable, "-m", "clothing.commands.compare")
+    compared = run(project, *compare, "cv3-fold0", "workspace", env=env)
+    assert "only A right 2, only B right 0" in compared.stdout
+    pooled_self = run(project, *compare, "--cross-validation", "cv3", "cv3", env=env)
+    assert "on 30 photos" in pooled_self.stdout  # every photo of the three folds, from the pooled file

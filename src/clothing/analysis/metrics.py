@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import numpy as np
 import pandas as pd
+from pydantic import Field, NonNegativeInt
 from scipy.stats import bootstrap
 from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support, top_k_accuracy_score
+
+from clothing.params import Section, load_section
 
 HEADLINE = ("accuracy", "macro_f1", "weighted_f1")
 # probabilities.csv (evaluate, crossval) has these text columns, then one number per class.
@@ -39,8 +44,20 @@ def headline_scores(labels: np.ndarray, predicted: np.ndarray, n_classes: int) -
     }
 
 
+class BootstrapParams(Section):
+    """evaluate.bootstrap_*: the one seeded bootstrap of every interval (evaluate, crossval, frontier, compare)."""
+
+    bootstrap_resamples: Annotated[int, Field(ge=100)]
+    bootstrap_seed: NonNegativeInt
+
+
+def bootstrap_params() -> BootstrapParams:
+    """params.yaml's evaluate.bootstrap_*, for the commands that compute intervals as evaluate does."""
+    return load_section("evaluate", BootstrapParams, keys=BootstrapParams.model_fields)
+
+
 def bootstrap_intervals(
-    labels: np.ndarray, predicted: np.ndarray, n_classes: int, resamples: int = 1000, seed: int = 0
+    labels: np.ndarray, predicted: np.ndarray, n_classes: int, params: BootstrapParams
 ) -> dict[str, dict[str, float]]:
     """95 % percentile-bootstrap intervals of the headline scores, resampling the photos (seeded)."""
 
@@ -48,8 +65,8 @@ def bootstrap_intervals(
         return np.array(list(headline_scores(labels, predicted, n_classes).values()))
 
     interval = bootstrap(
-        (labels, predicted), statistic, paired=True, vectorized=False, n_resamples=resamples,
-        method="percentile", rng=np.random.default_rng(seed),
+        (labels, predicted), statistic, paired=True, vectorized=False, n_resamples=params.bootstrap_resamples,
+        method="percentile", rng=np.random.default_rng(params.bootstrap_seed),
     ).confidence_interval  # fmt: skip
     return {
         metric: {"low": round(float(low), 4), "high": round(float(high), 4)}

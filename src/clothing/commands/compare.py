@@ -1,9 +1,13 @@
 """Does experiment B really beat A? A paired comparison on the same test photos.
 
-    python -m clothing.commands.compare A B [--resamples 1000] [--seed 0]
+    python -m clothing.commands.compare A B
+    python -m clothing.commands.compare --cross-validation cv5 cv5r
 
 A and B are git revisions or DVC experiment names (``dvc exp show`` lists them) or
-``workspace``; each one's ``metrics/eval/predictions.csv`` is read. Both models answered
+``workspace``; each one's ``metrics/eval/predictions.csv`` is read. With
+``--cross-validation`` they name two cross-validation runs of the same folds, and their
+pooled out-of-fold predictions (``metrics/cv/<name>_predictions.csv``) are compared.
+The bootstrap is params.yaml's ``evaluate.bootstrap_*``, as evaluate's. Both models answered
 the same photos, so the test is on the photos where they differ: McNemar's exact test
 (a binomial test on the photos only one of them gets right) and a paired bootstrap
 interval for the accuracy difference. Unpaired intervals of two models overlap far more
@@ -15,19 +19,29 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from scipy.stats import binomtest, bootstrap
 
+from clothing.analysis.metrics import BootstrapParams, bootstrap_params
 from clothing.commands.experiments import table_at
 from clothing.errors import PipelineError, exit_code
+from clothing.files import read_table
 
 PREDICTIONS = "metrics/eval/predictions.csv"
 
 
-def paired_comparison(a: pd.DataFrame, b: pd.DataFrame, resamples: int = 1000, seed: int = 0) -> dict:
+def paired_comparison(a: pd.DataFrame, b: pd.DataFrame, params: BootstrapParams) -> dict:
     """McNemar's exact test and a bootstrap 95 % interval of accuracy(B) - accuracy(A), on shared photos."""
+    for name, run in (("A", a), ("B", b)):
+        if run["image"].duplicated().any():
+            twice = sorted(set(run["image"][run["image"].duplicated()]))
+            raise PipelineError(
+                f"run {name} scores {len(twice)} photo(s) twice, e.g. {twice[0]}: not one answer per photo"
+            )
     if set(a["image"]) != set(b["image"]):
         raise PipelineError(f"the two runs scored different test photos ({len(a)} and {len(b)}): not comparable")
     both = a.merge(b, on=["image", "actual"], suffixes=("_a", "_b"), validate="one_to_one")
@@ -38,7 +52,11 @@ def paired_comparison(a: pd.DataFrame, b: pd.DataFrame, resamples: int = 1000, s
     only_a, only_b = int((right_a > right_b).sum()), int((right_b > right_a).sum())
     p_value = binomtest(only_b, only_a + only_b).pvalue if only_a + only_b else 1.0
     difference = bootstrap(
-        (right_b - right_a,), np.mean, n_resamples=resamples, method="percentile", rng=np.random.default_rng(seed)
+        (right_b - right_a,),
+        np.mean,
+        n_resamples=params.bootstrap_resamples,
+        method="percentile",
+        rng=np.random.default_rng(params.bootstrap_seed),
     ).confidence_interval
     return {
         "photos": len(both),
@@ -64,18 +82,26 @@ def predictions_at(revision: str) -> pd.DataFrame:
     return table_at(revision, PREDICTIONS)
 
 
+def pooled_predictions(name: str) -> pd.DataFrame:
+    """A cross-validation run's out-of-fold predictions, every photo once (``python -m clothing.commands.crossval``)."""
+    path = Path(f"metrics/cv/{name}_predictions.csv")
+    if not path.is_file():
+        raise PipelineError(f"{path}: missing; python -m clothing.commands.crossval --name {name} writes it")
+    return read_table(path)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m clothing.commands.compare", description=__doc__.split("\n")[0])
-    parser.add_argument("a", help="revision, experiment name or 'workspace'")
-    parser.add_argument("b", help="revision, experiment name or 'workspace'")
-    parser.add_argument("--resamples", type=int, default=1000)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("a", help="revision, experiment name or 'workspace' (a cross-validation run's name)")
+    parser.add_argument("b", help="revision, experiment name or 'workspace' (a cross-validation run's name)")
+    parser.add_argument("--cross-validation", action="store_true", help="compare two runs' out-of-fold predictions")
     args = parser.parse_args(argv)
-    return exit_code(lambda: report(args.a, args.b, args.resamples, args.seed))
+    read = pooled_predictions if args.cross_validation else predictions_at
+    return exit_code(lambda: report(args.a, args.b, read))
 
 
-def report(a: str, b: str, resamples: int, seed: int) -> None:
-    result = paired_comparison(predictions_at(a), predictions_at(b), resamples, seed)
+def report(a: str, b: str, read: Callable[[str], pd.DataFrame]) -> None:
+    result = paired_comparison(read(a), read(b), bootstrap_params())
     print(
         f"A {a}: {result['accuracy_a']:.4f}   B {b}: {result['accuracy_b']:.4f}   "
         f"B - A {result['difference']:+.4f} (95 % CI {result['difference_ci95'][0]:+.4f} to "

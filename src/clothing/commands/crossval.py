@@ -31,6 +31,7 @@ from clothing.analysis.metrics import (
     HEADLINE,
     PROBABILITY_TEXT,
     bootstrap_intervals,
+    bootstrap_params,
     encoded,
     headline_scores,
     per_class,
@@ -74,7 +75,7 @@ def summarize(name: str, folds: int) -> tuple[dict, pd.DataFrame, pd.DataFrame, 
         **{metric: _spread(table[metric]) for metric in HEADLINE},
         # Every photo scored once, by the fold model that did not train on it.
         "pooled": {m: round(float(v), 4) for m, v in headline_scores(labels, predicted, len(classes)).items()}
-        | {"ci95": bootstrap_intervals(labels, predicted, len(classes))},
+        | {"ci95": bootstrap_intervals(labels, predicted, len(classes), bootstrap_params())},
         "per_class": {
             row["class"]: {
                 "f1_mean_over_folds": round(float(f1_over_folds[row["class"]]), 4),

@@ -25,7 +25,7 @@ import pandas as pd
 import yaml
 
 from clothing.analysis.latency import single_image_latency
-from clothing.analysis.metrics import bootstrap_intervals, encoded
+from clothing.analysis.metrics import BootstrapParams, bootstrap_intervals, bootstrap_params, encoded
 from clothing.commands.compare import paired_comparison, predictions_at
 from clothing.commands.experiments import file_at
 from clothing.errors import PipelineError, exit_code
@@ -45,7 +45,7 @@ FRONTIER_POINTS = [
 ]
 
 
-def measure(point: str, reference: pd.DataFrame, warmup: int, runs: int) -> dict:
+def measure(point: str, reference: pd.DataFrame, bootstrap: BootstrapParams, warmup: int, runs: int) -> dict:
     """One row of the frontier: what ``point`` committed, and its int8 model timed here."""
     scores = json.loads(file_at(point, "metrics/eval.json"))
     complexity = json.loads(file_at(point, "metrics/complexity.json"))
@@ -55,8 +55,8 @@ def measure(point: str, reference: pd.DataFrame, warmup: int, runs: int) -> dict
     model = cached_output(point, INT8)
     answers = predictions_at(point)
     labels, predicted, classes = encoded(answers["actual"], answers["predicted"])
-    interval = bootstrap_intervals(labels, predicted, len(classes))["accuracy"]
-    versus = paired_comparison(reference, answers)
+    interval = bootstrap_intervals(labels, predicted, len(classes), bootstrap)["accuracy"]
+    versus = paired_comparison(reference, answers, bootstrap)
     return {
         "point": point,
         "backbone": params["backbone"],
@@ -161,7 +161,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def frontier(points: list[str], reference_point: str, warmup: int, runs: int) -> None:
     reference = predictions_at(reference_point)
-    rows = [measure(point, reference, warmup, runs) for point in points]
+    bootstrap = bootstrap_params()
+    rows = [measure(point, reference, bootstrap, warmup, runs) for point in points]
     cpu = cpu_description()
     cpu_name = f"{cpu['model']} ({', '.join(cpu['extensions'])})"
     table = pd.DataFrame(rows).assign(cpu=cpu_name)
