@@ -60,10 +60,15 @@ pull: setup
 push: setup
 	python -m clothing.commands.remote push
 
-test: setup mediapipe system-packages
+test: setup mediapipe system-packages docs
 	ruff check .
 	ruff format --check .
 	pytest
+
+# The docs site (mkdocs.yml, docs/), built strictly: a broken link or a page missing from it fails.
+# `mkdocs serve` shows it locally. docs/params.md comes from `python -m clothing.commands.params_doc`.
+docs: setup
+	mkdocs build --strict --quiet --site-dir "$$(mktemp -d)"
 
 # Refresh requirements.lock after changing the ranges in pyproject.toml.
 lock: setup
