@@ -23,7 +23,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 from clothing.commands.cli import main as cli_main
 from clothing.commands.cli import parser
 from clothing.commands.loadtest import run_load
-from clothing.commands.server import Limits, create_app
+from clothing.commands.server import Limits, check_free, create_app
 from clothing.files import read_table
 
 LIMITS = Limits(max_files=3, max_file_bytes=100_000)
@@ -94,6 +94,37 @@ def test_bad_uploads_get_a_4xx_with_one_line_and_the_server_keeps_serving(client
         assert "\n" not in detail, name
     assert client.post("/predict?top_k=0", files=upload(("a.jpg", good))).status_code == 400
     assert client.post("/predict", files=upload(("a.jpg", good))).status_code == 200  # still serving
+
+
+def test_a_request_over_the_body_limit_is_refused_before_it_is_parsed(client: TestClient, trained: Path) -> None:
+    """Each file under its limit, but a request larger than all files at their limit: the length alone refuses it."""
+    good = photos_of(trained, 1)[0].read_bytes()
+    padding = {"note": "x" * LIMITS.max_body_bytes}  # a form field: no file limit applies to it
+    answer = client.post("/predict", files=upload(("a.jpg", good)), data=padding)
+    assert answer.status_code == 413 and answer.json()["detail"].startswith("request larger than")
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: the cap counts the stream
+        yield b"--x\r\nContent-Disposition: form-data; name=note\r\n\r\n"
+        for _ in range(LIMITS.max_body_bytes // 65536 + 2):
+            yield b"x" * 65536
+
+    streamed = client.post("/predict", content=chunks(), headers={"content-type": "multipart/form-data; boundary=x"})
+    assert streamed.status_code == 413 and "content-length" not in streamed.request.headers
+    assert client.post("/predict", files=upload(("a.jpg", good))).status_code == 200  # still serving
+
+
+def test_a_port_whose_connections_are_in_time_wait_can_be_served_on(tmp_path: Path) -> None:
+    """A server restarted right after it closed connections: uvicorn can bind, so the probe must agree."""
+    with socket.socket() as listener:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        with socket.create_connection(("127.0.0.1", port)) as client_side:
+            accepted, _ = listener.accept()
+            accepted.close()  # the server closes first: its end of the connection waits in TIME_WAIT
+            client_side.recv(1)
+    check_free("127.0.0.1", port)  # no "address already in use"
 
 
 @pytest.mark.parametrize("variant", VARIANTS)

@@ -37,6 +37,14 @@ class Limits:
     max_files: int = 16
     max_file_bytes: int = 20 * 1024 * 1024
 
+    @property
+    def max_body_bytes(self) -> int:
+        """The most a request may send: every file at its limit, and room for the form's own lines."""
+        return self.max_files * self.max_file_bytes + FORM_OVERHEAD
+
+
+FORM_OVERHEAD = 64 * 1024
+
 
 def create_app(model: Path, limits: Limits = Limits(), threads: int | None = None) -> FastAPI:
     classifier = load_classifier(model, threads=threads)
@@ -72,11 +80,29 @@ def create_app(model: Path, limits: Limits = Limits(), threads: int | None = Non
 
 async def _uploads(request: Request, limits: Limits) -> list[UploadFile]:
     # Starlette answers a malformed form, or too many files, with a 400 of one line itself.
-    form = await request.form(max_files=limits.max_files, max_fields=limits.max_files)
+    form = await _capped(request, limits.max_body_bytes).form(max_files=limits.max_files, max_fields=limits.max_files)
     uploads = [item for item in form.getlist("files") if isinstance(item, UploadFile)]
     if not uploads:
         raise HTTPException(400, "no photos: send one or more as multipart/form-data, field 'files'")
     return uploads
+
+
+def _capped(request: Request, limit: int) -> Request:
+    """``request``, refused with a 413 before its body is read if it says it is too large, or while it streams past."""
+    too_large = HTTPException(413, f"request larger than {limit // 2**20} MiB: send fewer or smaller photos")
+    if int(request.headers.get("content-length") or 0) > limit:
+        raise too_large
+    received = 0
+
+    async def receive() -> dict:
+        nonlocal received
+        message = await request.receive()
+        received += len(message.get("body", b""))
+        if received > limit:  # chunked uploads say no length: count as they come
+            raise too_large
+        return message
+
+    return Request(request.scope, receive)
 
 
 async def _decoded(upload: UploadFile, classifier: Classifier, limits: Limits) -> np.ndarray:
@@ -103,6 +129,8 @@ def serve(model: Path, host: str, port: int, threads: int | None = None) -> None
 def check_free(host: str, port: int) -> None:
     """One clear line, before the model loads, if the address cannot be served on."""
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        # As uvicorn binds: a port whose last connections are still in TIME_WAIT can be served on again.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
         except OSError as error:
