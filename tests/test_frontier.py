@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from conftest import GIT_USER, TINY_TRAIN, Archive, commit_all, git_repo, make_project, run, update_params
 
-from clothing.commands.frontier import pareto
+from clothing.commands.experiments import experiment_ref, file_at
+from clothing.commands.frontier import _from_cache, pareto
+from clothing.errors import PipelineError
 from clothing.files import read_table
 
 
@@ -39,3 +43,34 @@ def test_frontier_reads_every_point_and_times_its_int8_model(tmp_path: Path, arc
     assert float(table.loc["HEAD", "vs_reference"]) == 0 and table.loc["HEAD", "vs_reference_noise"] == "True"
     assert table["cpu"].nunique() == 1
     assert (project / "metrics/frontier.png").stat().st_size > 10_000
+
+
+def test_outputs_are_found_in_a_shared_cache(tmp_path: Path, monkeypatch) -> None:
+    """`dvc cache dir` moves the cache out of .dvc/cache; DVC is asked where it is."""
+    project, shared = tmp_path / "project", tmp_path / "shared-cache"
+    project.mkdir()
+    monkeypatch.chdir(project)
+    run(project, "dvc", "init", "--no-scm", "-q")
+    run(project, "dvc", "cache", "dir", str(shared))
+    blob = shared / "files/md5/ab" / ("c" * 30)
+    blob.parent.mkdir(parents=True)
+    blob.write_bytes(b"an int8 model")
+    assert _from_cache("ab" + "c" * 30, "", "point") == blob
+
+
+def test_a_named_revision_resolves_from_the_committed_file_where_git_has_no_such_tag(
+    tmp_path: Path, monkeypatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    git_repo(tmp_path, GIT_USER)
+    (tmp_path / "metrics").mkdir()
+    (tmp_path / "metrics/eval.json").write_text("{}\n")
+    commit_all(tmp_path, GIT_USER, "the old run")
+    old = run(tmp_path, "git", "rev-parse", "HEAD").stdout.strip()
+    (tmp_path / "metrics/revisions.json").write_text(json.dumps({"old-run": {"commit": old, "what": "a test"}}))
+    commit_all(tmp_path, GIT_USER, "a later run")
+    assert experiment_ref("old-run") == old
+    assert file_at("old-run", "metrics/eval.json") == "{}\n"
+    (tmp_path / "metrics/revisions.json").unlink()
+    with pytest.raises(PipelineError, match=r"no metrics/eval\.json at old-run"):
+        file_at("old-run", "metrics/eval.json")

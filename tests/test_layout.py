@@ -16,7 +16,7 @@ FLOOR = {"commands": 3, "models": 2, "analysis": 2, "data": 1, "": 0}
 def room(module: str) -> str:
     """``clothing.models.classifier`` -> ``models``; a module at the package's root -> ``""``."""
     parts = module.split(".")
-    return parts[1] if len(parts) > 2 and parts[1] in FLOOR else ""
+    return parts[1] if len(parts) > 1 and parts[1] in FLOOR else ""
 
 
 def imports(path: Path) -> set[str]:

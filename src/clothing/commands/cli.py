@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, TypeVar
 import numpy as np
 from tqdm import tqdm
 
+from clothing.commands import command_parser
 from clothing.errors import PipelineError, exit_code
 from clothing.models.results import json_records, ranked
 from clothing.quiet import VERBOSE
@@ -44,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    root = argparse.ArgumentParser(prog="clothing-classify", description=__doc__.splitlines()[0])
+    root = command_parser("clothing-classify", __doc__)
     commands = root.add_subparsers(dest="command", required=True)
     quiet = argparse.ArgumentParser(add_help=False)  # what every command takes
     quiet.add_argument("--verbose", action="store_true", help="also show TensorFlow's and LiteRT's start-up lines")

@@ -17,7 +17,6 @@ than the difference's own interval is wide: compare models with this, not with t
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -27,6 +26,7 @@ import pandas as pd
 from scipy.stats import binomtest, bootstrap
 
 from clothing.analysis.metrics import BootstrapParams, bootstrap_params
+from clothing.commands import command_parser
 from clothing.commands.experiments import table_at
 from clothing.errors import PipelineError, exit_code
 from clothing.files import read_table
@@ -91,7 +91,7 @@ def pooled_predictions(name: str) -> pd.DataFrame:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m clothing.commands.compare", description=__doc__.split("\n")[0])
+    parser = command_parser("python -m clothing.commands.compare", __doc__)
     parser.add_argument("a", help="revision, experiment name or 'workspace' (a cross-validation run's name)")
     parser.add_argument("b", help="revision, experiment name or 'workspace' (a cross-validation run's name)")
     parser.add_argument("--cross-validation", action="store_true", help="compare two runs' out-of-fold predictions")

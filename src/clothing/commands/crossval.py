@@ -19,7 +19,6 @@ label audit's input).
 
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
 import sys
@@ -36,6 +35,7 @@ from clothing.analysis.metrics import (
     headline_scores,
     per_class,
 )
+from clothing.commands import command_parser
 from clothing.commands.experiments import file_at, table_at
 from clothing.errors import PipelineError, exit_code
 from clothing.files import write_csv, write_json
@@ -104,7 +104,7 @@ def _dvc(*args: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m clothing.commands.crossval", description=__doc__.split("\n")[0])
+    parser = command_parser("python -m clothing.commands.crossval", __doc__)
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--name", help="experiment and file name prefix (default: cv{folds})")
     parser.add_argument("-S", "--set-param", dest="settings", action="append", default=[], metavar="KEY=VALUE")

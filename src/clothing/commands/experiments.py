@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import subprocess
 from collections.abc import Iterable
 from pathlib import Path
@@ -29,15 +30,16 @@ def file_at(revision: str, path: str) -> str:
     return shown.stdout
 
 
-# Named commits the committed reports use, resolvable also where git tags were not fetched.
-PINNED = {"dataset-labels": "dc9592a046142d2c8a7a20c7bdd3850f7304c2e4"}  # the default run before data/relabel.csv
+# Named commits the committed reports use (the frontier's reference among them), resolvable also
+# where git tags were not fetched: data, committed beside the metrics.
+REVISIONS = Path("metrics/revisions.json")
 
 
 def experiment_ref(name: str) -> str:
     """The ref of the experiment called ``name`` (DVC keeps them under refs/exps/), else ``name`` for git.
 
     An experiment of the current commit wins over one of an earlier commit, then the newest;
-    a name in ``PINNED`` that git does not know is its commit.
+    a name git does not know but ``metrics/revisions.json`` names is the commit it gives.
     """
     head = _git("rev-parse", "HEAD").strip()
     refs = _git("for-each-ref", "--sort=-committerdate", "--format=%(refname)", "refs/exps").split()
@@ -45,8 +47,10 @@ def experiment_ref(name: str) -> str:
     on_head = [ref for ref in named if ref.startswith(f"refs/exps/{head[:2]}/{head[2:]}/")]
     if on_head or named:
         return (on_head or named)[0]
-    known = _git("rev-parse", "--verify", "--quiet", name).strip() != ""
-    return name if known or name not in PINNED else PINNED[name]
+    if _git("rev-parse", "--verify", "--quiet", name).strip():
+        return name
+    named_revisions = json.loads(REVISIONS.read_text()) if REVISIONS.is_file() else {}
+    return named_revisions[name]["commit"] if name in named_revisions else name
 
 
 def _git(*args: str) -> str:

@@ -14,9 +14,9 @@ labelled noise. Writes ``metrics/frontier.csv`` and ``metrics/frontier.png``.
 
 from __future__ import annotations
 
-import argparse
 import gzip
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -26,6 +26,7 @@ import yaml
 
 from clothing.analysis.latency import single_image_latency
 from clothing.analysis.metrics import BootstrapParams, bootstrap_intervals, bootstrap_params, encoded
+from clothing.commands import command_parser
 from clothing.commands.compare import paired_comparison, predictions_at
 from clothing.commands.experiments import file_at
 from clothing.errors import PipelineError, exit_code
@@ -91,9 +92,19 @@ def cached_output(point: str, path: str) -> Path:
     raise PipelineError(f"{point}: no output {path} in its dvc.lock")
 
 
+def cache_files() -> Path:
+    """Where this repository's DVC cache keeps files: DVC says, since a shared cache (dvc cache dir) moves it."""
+    shown = subprocess.run([sys.executable, "-m", "dvc", "cache", "dir"], capture_output=True, text=True)
+    if shown.returncode != 0:
+        raise PipelineError(f"dvc cache dir failed: {(shown.stderr.strip().splitlines() or ['no output'])[-1]}")
+    return Path(shown.stdout.strip()) / "files/md5"
+
+
 def _from_cache(md5: str, inside: str, point: str) -> Path:
+    cache = cache_files()
+
     def blob(digest: str) -> Path:
-        found = Path(".dvc/cache/files/md5") / digest[:2] / digest[2:]
+        found = cache / digest[:2] / digest[2:]
         if not found.is_file():
             raise PipelineError(f"{point}: {found} is not in this machine's DVC cache (dvc pull, or rerun it)")
         return found
@@ -150,7 +161,7 @@ def plot(table: pd.DataFrame, cpu: str, path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m clothing.commands.frontier", description=__doc__.split("\n")[0])
+    parser = command_parser("python -m clothing.commands.frontier", __doc__)
     parser.add_argument("points", nargs="*", default=FRONTIER_POINTS, help="experiment names or revisions")
     parser.add_argument("--reference", help="the point the others are compared with (default: the first)")
     parser.add_argument("--warmup", type=int, default=20)

@@ -10,7 +10,6 @@ compare figures only from one machine in one run.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import threading
@@ -21,6 +20,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 
+from clothing.commands import command_parser
 from clothing.system import cpu_description
 
 
@@ -60,7 +60,7 @@ def run_load(url: str, photos: list[Path], clients: int, requests: int) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m clothing.commands.loadtest", description=__doc__.splitlines()[0])
+    parser = command_parser("python -m clothing.commands.loadtest", __doc__)
     parser.add_argument("url")
     parser.add_argument("photos", nargs="+", type=Path)
     parser.add_argument("--clients", type=int, default=4)

@@ -9,7 +9,6 @@ the committed page differs from what this writes, so the reference cannot drift.
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import inspect
 import json
@@ -22,6 +21,7 @@ from pathlib import Path
 import yaml
 from pydantic.fields import FieldInfo
 
+from clothing.commands import command_parser
 from clothing.errors import PipelineError, exit_code
 from clothing.files import atomic_file
 from clothing.params import Section
@@ -145,7 +145,7 @@ def page(root: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m clothing.commands.params_doc", description=__doc__.split("\n")[0])
+    parser = command_parser("python -m clothing.commands.params_doc", __doc__)
     parser.add_argument("--root", type=Path, default=Path("."), help="the repository (default: here)")
     args = parser.parse_args(argv)
     return exit_code(lambda: write(args.root))

@@ -14,7 +14,6 @@ Two checks, each ending in one line per problem and exit code 1:
 
 from __future__ import annotations
 
-import argparse
 import ast
 import importlib
 import importlib.machinery
@@ -28,6 +27,7 @@ from pathlib import Path
 
 import yaml
 
+from clothing.commands import command_parser
 from clothing.errors import PipelineError, exit_code
 
 # Installed for their pure-Python half only: no stage imports their native modules (the stage
@@ -136,7 +136,7 @@ def stage_problems(dvc_yaml: Path) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m clothing.commands.preflight", description=__doc__.split("\n")[0])
+    parser = command_parser("python -m clothing.commands.preflight", __doc__)
     parser.add_argument("--site-packages", type=Path, default=Path(sysconfig.get_paths()["platlib"]))
     parser.add_argument("--dvc-yaml", type=Path, default=Path("dvc.yaml"))
     parser.add_argument("--libraries-only", action="store_true", help="check the extension modules, not the stages")

@@ -1,0 +1,21 @@
+"""Every command a person runs says what it does in plain text and exits 0 on --help."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+COMMANDS = ["cli", "compare", "crossval", "frontier", "loadtest", "params_doc", "preflight"]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_help_is_plain_text(command: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", f"clothing.commands.{command}", "--help"], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    assert "``" not in result.stdout and ":mod:" not in result.stdout
+    description = result.stdout.split("\n\n")[1]  # argparse: usage, a blank line, the description
+    assert len(description) > 20
