@@ -52,7 +52,11 @@ def test_audit_ranks_planted_label_errors_first(tmp_path: Path, mislabelled: Arc
     audit = json.loads((project / "metrics/audit.json").read_text())
     assert audit["photos"] == 30 and audit["suspects"] == len(issues)
     assert audit["cleanlab_issues"] == (issues["cleanlab_issue"] == "True").sum() >= 1
-    assert audit["pairs"]["Pants -> T-Shirt"] >= 1 and audit["pairs"]["T-Shirt -> Shoes"] >= 1
+    pairs = read_table(project / "metrics/audit/class_pairs.csv").set_index(["given_label", "suggested_label"])
+    assert int(pairs.loc[("Pants", "T-Shirt"), "count"]) >= 1 and int(pairs.loc[("T-Shirt", "Shoes"), "count"]) >= 1
+    per_class = read_table(project / "metrics/audit/per_class.csv")
+    assert per_class["label_issues"].astype(int).sum() == round(audit["estimated_noise"] * audit["photos"])
+    assert len(audit) == 5  # a DVC metric of what runs are compared by: no per-class or per-pair keys
     assert (project / "metrics/audit/suspects.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     # A person confirms one suspect; the next audit shows it as reviewed.

@@ -58,7 +58,8 @@ def summarize(name: str, folds: int) -> tuple[dict, pd.DataFrame, pd.DataFrame, 
         experiment = f"{name}-fold{fold}"
         scores = json.loads(file_at(experiment, "metrics/eval.json"))
         rows.append({"fold": fold, "test_images": scores["test_images"]} | {m: scores[m] for m in HEADLINE})
-        class_f1.append({name: kept["f1"] for name, kept in scores["per_class"].items()})
+        by_class = table_at(experiment, "metrics/eval/per_class.csv", text_columns=("class",))
+        class_f1.append(dict(zip(by_class["class"], by_class["f1"], strict=True)))
         answered = table_at(experiment, "metrics/eval/predictions.csv")
         predictions.append(answered.assign(fold=fold))
         scored = table_at(experiment, "metrics/eval/probabilities.csv", text_columns=PROBABILITY_TEXT)
