@@ -27,6 +27,7 @@ from clothing.commands.server import Limits, check_free, create_app
 from clothing.files import read_table
 
 LIMITS = Limits(max_files=3, max_file_bytes=100_000)
+STARTUP_BOUND_S = 300  # loading TensorFlow and the model takes seconds; a hang is not waited out
 SERVE = [sys.executable, "-m", "clothing.commands.cli", "serve", "--model", "models/model.keras"]  # as a user starts it
 
 
@@ -152,13 +153,17 @@ def server(trained: Path) -> Iterator[str]:
     ]
     process = subprocess.Popen(command, cwd=trained, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}"
-    while process.poll() is None:
+    deadline = time.monotonic() + STARTUP_BOUND_S  # a server that never answers fails the test, not CI
+    while process.poll() is None and time.monotonic() < deadline:
         try:
-            if httpx.get(f"{url}/health").status_code == 200:
+            if httpx.get(f"{url}/health", timeout=5).status_code == 200:
                 break
         except httpx.TransportError:
             time.sleep(0.2)
-    assert process.poll() is None, process.stderr.read()
+    else:
+        process.kill()
+        _, stderr = process.communicate()
+        pytest.fail(f"serve did not answer /health within {STARTUP_BOUND_S} s: {stderr[-500:]}")
     yield url
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=60)
@@ -192,8 +197,8 @@ def test_a_port_in_use_is_one_clear_line(trained: Path) -> None:
 def test_a_bounded_load_gets_no_errors_and_the_answers_of_predict(server: str, trained: Path, tmp_path: Path) -> None:
     photos = photos_of(trained)
     report = run_load(server, photos, clients=4, requests=40)
-    assert report["errors"] == 0 and report["requests_per_s"] > 0
-    assert report["p50_ms"] <= report["p99_ms"]
+    # Every request answered (a request past the client's timeout raises), none with an error.
+    assert (report["answered"], report["errors"]) == (40, 0)
     expected = predicted_by_cli(trained / "models/model.keras", photos, tmp_path)
     assert report["answers"] == {name: [json.dumps(predictions)] for name, predictions in expected.items()}
 
