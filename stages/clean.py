@@ -205,7 +205,6 @@ def summary(rows: pd.DataFrame, kept: pd.DataFrame, dropped: pd.DataFrame) -> di
         "dropped": len(dropped),
         "dropped_per_reason": {why: int(per_reason.get(why, 0)) for why in REASONS},
         "relabelled": int((kept["label"] != kept["dataset_label"]).sum()),
-        "kept_per_class": {k: int(v) for k, v in kept["label"].value_counts().sort_index().items()},
     }
 
 

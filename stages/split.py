@@ -29,6 +29,7 @@ from clothing.params import Section, load_section
 LABELS = Path("data/clean/labels.csv")
 STRATUM = "dataset_label"
 OUT = Path("data/split")
+PER_CLASS = Path("metrics/split/per_class.csv")
 SPLITS = ("train", "val", "test")
 Fraction = Annotated[float, Field(gt=0, lt=1)]
 
@@ -60,6 +61,7 @@ def main() -> None:
         for name, part in parts.items():
             write_csv(out / f"{name}.csv", part.sort_values("image"))
     write_json(Path("metrics/split.json"), summary(parts))
+    write_csv(PER_CLASS, per_class(parts))
     print("split: " + ", ".join(f"{name} {len(part)}" for name, part in parts.items()))
 
 
@@ -111,13 +113,13 @@ def summary(parts: dict[str, pd.DataFrame]) -> dict:
     shared = (
         (senders["train"] & senders["val"]) | (senders["train"] & senders["test"]) | (senders["val"] & senders["test"])
     )
-    return {
-        name: {
-            "total": len(part),
-            "per_class": {k: int(v) for k, v in part["label"].value_counts().sort_index().items()},
-        }
-        for name, part in parts.items()
-    } | {"senders_in_several_splits": len(shared)}
+    return {name: {"total": len(part)} for name, part in parts.items()} | {"senders_in_several_splits": len(shared)}
+
+
+def per_class(parts: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Photos of each class in each split (a table: one DVC metric per class would crowd ``dvc exp show``)."""
+    counts = pd.DataFrame({name: part["label"].value_counts() for name, part in parts.items()})
+    return counts.fillna(0).astype(int).sort_index().rename_axis("class").reset_index()
 
 
 if __name__ == "__main__":

@@ -8,6 +8,8 @@ from pathlib import Path
 import pandas as pd
 from conftest import CLASSES, EXPECTED_DROPPED, EXPECTED_KEPT, error_line, stage, update_params
 
+from clothing.files import read_table
+
 
 def cleaned(project: Path) -> tuple[pd.DataFrame, dict]:
     stage(project, "fetch")
@@ -18,7 +20,8 @@ def cleaned(project: Path) -> tuple[pd.DataFrame, dict]:
 
 def test_clean_keeps_and_drops_exactly(project: Path) -> None:
     labels, data = cleaned(project)
-    assert data["kept_per_class"] == EXPECTED_KEPT
+    distribution = read_table(project / "metrics/class_distribution.csv")
+    assert dict(zip(distribution["label"], distribution["count"].astype(int), strict=True)) == EXPECTED_KEPT
     assert data["dropped_per_reason"] == EXPECTED_DROPPED
     assert data["kept"] == len(labels) == sum(EXPECTED_KEPT.values())
     assert data["classes"] == len(CLASSES)
