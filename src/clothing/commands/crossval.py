@@ -51,15 +51,15 @@ def queue_and_run(name: str, folds: int, settings: list[str]) -> None:
     _dvc("exp", "run", "--run-all")
 
 
-def summarize(name: str, folds: int) -> tuple[dict, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """(summary, one row per fold, every photo's out-of-fold prediction, and its probabilities)."""
+def summarize(name: str, folds: int) -> tuple[dict, pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """(summary, one row per fold, every photo's out-of-fold prediction, its probabilities, and per-class F1)."""
     rows, predictions, probabilities, class_f1 = [], [], [], []
     for fold in range(folds):
         experiment = f"{name}-fold{fold}"
         scores = json.loads(file_at(experiment, "metrics/eval.json"))
         rows.append({"fold": fold, "test_images": scores["test_images"]} | {m: scores[m] for m in HEADLINE})
-        by_class = table_at(experiment, "metrics/eval/per_class.csv", text_columns=("class",))
-        class_f1.append(dict(zip(by_class["class"], by_class["f1"], strict=True)))
+        fold_classes = table_at(experiment, "metrics/eval/per_class.csv", text_columns=("class",))
+        class_f1.append(dict(zip(fold_classes["class"], fold_classes["f1"], strict=True)))
         answered = table_at(experiment, "metrics/eval/predictions.csv")
         predictions.append(answered.assign(fold=fold))
         scored = table_at(experiment, "metrics/eval/probabilities.csv", text_columns=PROBABILITY_TEXT)
@@ -77,16 +77,14 @@ def summarize(name: str, folds: int) -> tuple[dict, pd.DataFrame, pd.DataFrame, 
         # Every photo scored once, by the fold model that did not train on it.
         "pooled": {m: round(float(v), 4) for m, v in headline_scores(labels, predicted, len(classes)).items()}
         | {"ci95": bootstrap_intervals(labels, predicted, len(classes), bootstrap_params())},
-        "per_class": {
-            row["class"]: {
-                "f1_mean_over_folds": round(float(f1_over_folds[row["class"]]), 4),
-                "f1_pooled": round(row["f1"], 4),
-                "support": int(row["support"]),
-            }
-            for _, row in by_class.iterrows()
-        },
     }
-    return summary, table, pooled, pd.concat(probabilities, ignore_index=True)
+    class_table = pd.DataFrame({
+        "class": by_class["class"],
+        "f1_mean_over_folds": [round(float(f1_over_folds[name]), 4) for name in by_class["class"]],
+        "f1_pooled": by_class["f1"].round(4),
+        "support": by_class["support"].astype(int),
+    })  # fmt: skip
+    return summary, table, pooled, pd.concat(probabilities, ignore_index=True), class_table
 
 
 def _spread(values: pd.Series) -> dict[str, float]:
@@ -120,11 +118,12 @@ def main(argv: list[str] | None = None) -> int:
 def cross_validate(name: str, folds: int, settings: list[str], summary_only: bool) -> None:
     if not summary_only:
         queue_and_run(name, folds, settings)
-    summary, by_fold, predictions, probabilities = summarize(name, folds)
+    summary, by_fold, predictions, probabilities, by_class = summarize(name, folds)
     write_json(OUT / f"{name}.json", summary | {"settings": settings})
     write_csv(OUT / f"{name}_folds.csv", by_fold)
     write_csv(OUT / f"{name}_predictions.csv", predictions)
     write_csv(OUT / f"{name}_probabilities.csv", probabilities)
+    write_csv(OUT / f"{name}_per_class.csv", by_class)
     accuracy = summary["accuracy"]
     print(f"{name}: accuracy {accuracy['mean']:.4f} ± {accuracy['sd']:.4f} (sd over {folds} folds)")
 
