@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import CLASSES, TINY_TRAIN, error_line, run, stage, stage_module, update_params
+from conftest import CLASSES, QUICK, TINY_TRAIN, error_line, run, stage, stage_module, update_params
 
 from clothing.errors import PipelineError
 from clothing.files import sha256_file
@@ -264,6 +264,28 @@ def test_pruning_zeroes_the_target_share_of_the_fine_tuned_kernels(tiny: Path, t
     assert tuned and all(zero_share(layer) == pytest.approx(0.5, abs=0.02) for layer in tuned)
     frozen = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
     assert frozen and all(zero_share(layer) < 0.01 for layer in frozen)
+
+    # The zeros survive int8 conversion (weights quantize symmetrically: 0.0 stays 0), so a
+    # compressor or a sparse kernel can use them: as many half-zero int8 kernels as pruned layers.
+    update_params(tiny, {"quantize": QUICK | {"variants": ["int8"]}})
+    stage(tiny, "quantize")
+    shares = int8_kernel_zero_shares(tiny / "models/tflite/model_int8.tflite")
+    assert sum(share == pytest.approx(0.5, abs=0.05) for share in shares) == len(tuned)
+    assert sum(share < 0.05 for share in shares) >= len(frozen)
+
+
+def int8_kernel_zero_shares(model: Path) -> list[float]:
+    """The share of zeros in each int8 weight tensor (rank 2 or more) of a TFLite file."""
+    from tensorflow_lite_support.metadata import schema_py_generated as schema_fb
+
+    flat = schema_fb.Model.GetRootAsModel(model.read_bytes(), 0)
+    graph, shares = flat.Subgraphs(0), []
+    for i in range(graph.TensorsLength()):
+        tensor = graph.Tensors(i)
+        data = flat.Buffers(tensor.Buffer()).DataAsNumpy()
+        if tensor.Type() == schema_fb.TensorType.INT8 and tensor.ShapeLength() >= 2 and not isinstance(data, int):
+            shares.append(float((data == 0).mean()))
+    return shares
 
 
 def test_pruning_without_epochs_is_refused() -> None:
