@@ -33,7 +33,7 @@ repro: preflight
 # cannot share. tools/mediapipe.lock pins it and what it needs.
 mediapipe: $(MEDIAPIPE_VENV)/.installed
 
-$(MEDIAPIPE_VENV)/.installed: tools/mediapipe.lock
+$(MEDIAPIPE_VENV)/.installed: tools/mediapipe.lock $(VENV)/.installed
 	test -x $(MEDIAPIPE_VENV)/bin/python || $(PYTHON) -m venv $(MEDIAPIPE_VENV)
 	$(MEDIAPIPE_VENV)/bin/python -m pip install --quiet --no-deps -r tools/mediapipe.lock
 	python -m clothing.commands.preflight --libraries-only --site-packages $(MEDIAPIPE_VENV)/lib/python3.11/site-packages
@@ -52,7 +52,7 @@ system-packages:
 	  fi; \
 	fi
 
-# The committed run's data and models from the team's DVC remote (README, "Sharing
+# The committed run's data and models from the team's DVC remote (docs/team.md, "Sharing
 # results"), and yours to it.
 pull: setup
 	python -m clothing.commands.remote pull

@@ -71,7 +71,7 @@ def main() -> None:
 
 def read_probabilities(path: Path) -> pd.DataFrame:
     if not path.is_file():
-        raise PipelineError(f"{path}: missing; run python -m clothing.commands.crossval first (see README)")
+        raise PipelineError(f"{path}: missing; run python -m clothing.commands.crossval first (docs/evaluation.md)")
     scored = read_table(path, text_columns=("image", "label"))
     if scored["image"].duplicated().any():
         raise PipelineError(f"{path}: a photo is scored twice")

@@ -57,6 +57,7 @@ class CleanParams(Section):
 def main() -> None:
     params = load_section("clean", CleanParams)
     rows = read_rows(RAW / "images.csv")
+    check_label_params(params, set(rows["label"]) - {""})  # before the corrections, which name kept classes
     rows = apply_corrections(rows, read_corrections(CORRECTIONS, rows, kept_classes(rows, params)))
     labelled, dropped = clean(rows, RAW / "images", params)
     check_corrected_photos_kept(labelled)
@@ -139,7 +140,6 @@ def apply_corrections(rows: pd.DataFrame, corrections: pd.DataFrame) -> pd.DataF
 
 
 def clean(rows: pd.DataFrame, images: Path, params: CleanParams) -> tuple[pd.DataFrame, pd.DataFrame]:
-    check_label_params(params, set(rows["label"]) - {"", "drop"})
     reason = pd.Series("", index=rows.index)
 
     def drop(mask: pd.Series, why: str) -> None:

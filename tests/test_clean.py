@@ -72,6 +72,15 @@ def test_clean_unknown_class_is_one_clear_error(project: Path) -> None:
     assert not (project / "data/clean").exists()
 
 
+def test_a_misspelled_kept_class_is_blamed_on_params_not_on_the_corrections(project: Path) -> None:
+    """The correction to Pants is fine; the typo in keep_labels, which leaves Pants out, is what to fix."""
+    (project / "data/relabel.csv").write_text("image,label,reason\nshoes-01,Pants,a pair of trousers\n")
+    update_params(project, {"clean": {"keep_labels": ["Pnats", "Shoes"]}})
+    stage(project, "fetch")
+    result = stage(project, "clean", check=False)
+    assert error_line(result) == "error: params.yaml: clean.keep_labels: unknown class 'Pnats' (did you mean 'Pants'?)"
+
+
 def test_clean_plots_the_class_distribution(project: Path) -> None:
     cleaned(project)
     distribution = pd.read_csv(project / "metrics/class_distribution.csv")

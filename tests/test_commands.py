@@ -4,10 +4,20 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-COMMANDS = ["cli", "compare", "crossval", "frontier", "loadtest", "params_doc", "preflight"]
+# Every module of clothing/commands that a person runs (it has a main), found, not listed.
+COMMANDS = sorted(
+    path.stem
+    for path in (Path(__file__).resolve().parents[1] / "src/clothing/commands").glob("*.py")
+    if "\ndef main(" in path.read_text()
+)
+
+
+def test_the_commands_are_found() -> None:
+    assert {"cli", "compare", "crossval", "frontier", "loadtest", "params_doc", "preflight", "remote"} <= set(COMMANDS)
 
 
 @pytest.mark.parametrize("command", COMMANDS)

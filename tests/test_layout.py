@@ -26,6 +26,8 @@ def imports(path: Path) -> set[str]:
         if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("clothing"):
             names = [f"{node.module}.{alias.name}" for alias in node.names]
             found |= {name for name in names if module_path(name)} or {node.module}
+        elif isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names if alias.name.startswith("clothing")}
     return found
 
 

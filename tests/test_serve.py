@@ -141,16 +141,7 @@ def test_every_tflite_variant_serves_as_predict_answers(quantized: Path, variant
 def server(trained: Path) -> Iterator[str]:
     """``clothing-classify serve`` in its own process, as a user starts it."""
     port = free_port()
-    command = [
-        sys.executable,
-        "-m",
-        "clothing.commands.cli",
-        "serve",
-        "--model",
-        "models/model.keras",
-        "--port",
-        str(port),
-    ]
+    command = [*SERVE, "--port", str(port)]
     process = subprocess.Popen(command, cwd=trained, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + STARTUP_BOUND_S  # a server that never answers fails the test, not CI
@@ -179,16 +170,7 @@ def test_a_port_in_use_is_one_clear_line(trained: Path) -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        command = [
-            sys.executable,
-            "-m",
-            "clothing.commands.cli",
-            "serve",
-            "--model",
-            "models/model.keras",
-            "--port",
-            str(port),
-        ]
+        command = [*SERVE, "--port", str(port)]
         result = subprocess.run(command, cwd=trained, capture_output=True, text=True)
     assert result.returncode == 1
     assert result.stderr == f"error: cannot serve on 127.0.0.1:{port}: address already in use; try another --port\n"
@@ -197,8 +179,8 @@ def test_a_port_in_use_is_one_clear_line(trained: Path) -> None:
 def test_a_bounded_load_gets_no_errors_and_the_answers_of_predict(server: str, trained: Path, tmp_path: Path) -> None:
     photos = photos_of(trained)
     report = run_load(server, photos, clients=4, requests=40)
-    # Every request answered (a request past the client's timeout raises), none with an error.
-    assert (report["answered"], report["errors"]) == (40, 0)
+    # Every request answered within the client's 60 s (a later one raises in run_load), none an error.
+    assert report["errors"] == 0
     expected = predicted_by_cli(trained / "models/model.keras", photos, tmp_path)
     assert report["answers"] == {name: [json.dumps(predictions)] for name, predictions in expected.items()}
 

@@ -9,9 +9,10 @@ test split is a different fifth (for K = 5) of the photos, so every photo is sco
 by the model that did not train on it.
 
 The summary reads what each experiment committed (its metrics files are in git) and writes
-``metrics/cv/{name}.json`` (mean, sd, min and max over folds of accuracy, macro F1 and
-weighted F1; per-class F1 over folds with support; and the pooled out-of-fold scores
-with bootstrap intervals), ``metrics/cv/{name}_folds.csv`` and
+``metrics/cv/{name}.json`` (a DVC metric: mean, sd, min and max over folds of accuracy,
+macro F1 and weighted F1, and the pooled out-of-fold scores with bootstrap intervals from
+params.yaml's ``evaluate.bootstrap_*``), ``metrics/cv/{name}_per_class.csv`` (per-class F1
+over folds and pooled, with support), ``metrics/cv/{name}_folds.csv`` and
 ``metrics/cv/{name}_predictions.csv`` (every photo's out-of-fold prediction) and
 ``metrics/cv/{name}_probabilities.csv`` (its out-of-fold probability for every class: the
 label audit's input).

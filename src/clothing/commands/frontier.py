@@ -35,7 +35,7 @@ from clothing.system import cpu_description
 
 CSV, PNG = Path("metrics/frontier.csv"), Path("metrics/frontier.png")
 INT8 = "models/tflite/model_int8.tflite"
-# The committed sweep: the README gives the `dvc exp run` command of each.
+# The committed sweep: docs/results.md gives the `dvc exp run` command of each.
 FRONTIER_POINTS = [
     # MobileNetV2 at 224 px (the default) to 128 px; the git tag dataset-labels is the
     # default run before the reviewed label corrections, which the sweep also predates.

@@ -23,6 +23,7 @@ import shlex
 import subprocess
 import sys
 import sysconfig
+from collections.abc import Callable
 from pathlib import Path
 
 import yaml
@@ -56,11 +57,25 @@ def missing_libraries(module: Path) -> list[str]:
     return re.findall(r"^\s*(\S+) => not found", listed, flags=re.MULTILINE)
 
 
-def debian_package(library: str) -> str:
-    """Debian's package name for a shared library (Debian Policy 8.1): libusb-1.0.so.0 -> libusb-1.0-0."""
-    stem, _, version = library.partition(".so")
+def debian_package(library: str, known: Callable[[str], bool] | None = None) -> str:
+    """The Debian package of a shared library, by Debian's naming (Policy 8.1): libusb-1.0.so.0 -> libusb-1.0-0.
+
+    Some packages drop the hyphen inside the name (libglib-2.0.so.0 -> libglib2.0-0): the
+    first candidate apt knows wins; where apt knows none (no package lists yet), the first.
+    """
+    stem, _, version = library.lower().partition(".so")
     version = version.lstrip(".").split(".")[0]
-    return f"{stem}-{version}" if stem[-1:].isdigit() else f"{stem}{version}"
+    candidates = [
+        f"{name}-{version}" if name[-1:].isdigit() else f"{name}{version}" for name in (stem, stem.replace("-", ""))
+    ]
+    return next((name for name in candidates if (known or apt_knows)(name)), candidates[0])
+
+
+def apt_knows(package: str) -> bool:
+    try:
+        return subprocess.run(["apt-cache", "show", "--no-all-versions", package], capture_output=True).returncode == 0
+    except OSError:  # not a Debian machine
+        return False
 
 
 def library_problems(site_packages: Path) -> list[str]:

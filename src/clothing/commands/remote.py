@@ -15,6 +15,9 @@ from __future__ import annotations
 import subprocess
 import sys
 
+from clothing.commands import command_parser
+from clothing.errors import exit_code
+
 # What DVC's (asyncssh's, boto's...) error says -> what to tell the user.
 HINTS = {
     "Connect call failed": "cannot connect: is the server up, and the host and port in the remote's url right?",
@@ -41,9 +44,7 @@ def default_remote() -> tuple[str, str] | None:
 def transfer(action: str) -> int:
     remote = default_remote()
     if remote is None:
-        print(
-            f"error: no default DVC remote: add one (README, 'Sharing results'), then `make {action}`", file=sys.stderr
-        )
+        print(f"error: no default DVC remote: add one (docs/team.md), then `make {action}`", file=sys.stderr)
         return 1
     name, url = remote
     said = []
@@ -60,11 +61,10 @@ def transfer(action: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    if args not in (["pull"], ["push"]):
-        print("usage: python -m clothing.commands.remote pull|push", file=sys.stderr)
-        return 2
-    return transfer(args[0])
+    parser = command_parser("python -m clothing.commands.remote", __doc__)
+    parser.add_argument("action", choices=["pull", "push"])
+    args = parser.parse_args(argv)
+    return exit_code(lambda: transfer(args.action))
 
 
 if __name__ == "__main__":
