@@ -1,0 +1,28 @@
+"""Figures the README quotes from a command are what the command prints on the committed files."""
+
+from __future__ import annotations
+
+from conftest import REPO
+
+from clothing.analysis.metrics import BootstrapParams
+from clothing.commands.compare import paired_comparison
+from clothing.files import read_table
+from clothing.params import load_section
+
+
+def points(share: float) -> str:
+    return f"{share * 100:+.1f}".replace("-", "\N{MINUS SIGN}")  # the README writes a true minus
+
+
+def test_the_paired_five_fold_interval_is_what_compare_prints() -> None:
+    """`python -m clothing.commands.compare --cross-validation cv5 cv5r`, as the README says beside the figure."""
+    runs = [read_table(REPO / f"metrics/cv/{name}_predictions.csv") for name in ("cv5", "cv5r")]
+    bootstrap = load_section("evaluate", BootstrapParams, BootstrapParams.model_fields, REPO / "params.yaml")
+    result = paired_comparison(*runs, bootstrap)
+    readme = " ".join((REPO / "README.md").read_text().split())
+    low, high = result["difference_ci95"]
+    assert f"{points(result['difference'])} points (95 % CI {points(low)} to {points(high)};" in readme
+    assert (
+        f"{result['only_a_right']} photos only the old models get right, {result['only_b_right']} only the new"
+        in readme
+    )
