@@ -72,7 +72,8 @@ def test_audit_without_a_cross_validation_run_is_one_clear_error(tmp_path: Path,
     stage(project, "fetch")
     result = stage(project, "audit", check=False)
     assert error_line(result) == (
-        "error: metrics/cv/cv5_probabilities.csv: missing; run python -m clothing.commands.crossval first (docs/evaluation.md)"
+        "error: metrics/cv/cv5_probabilities.csv: missing; "
+        "run python -m clothing.commands.crossval first (docs/evaluation.md)"
     )
 
 
