@@ -26,14 +26,14 @@ from pydantic import Field, NonNegativeInt
 from clothing.analysis.latency import keras_latency, single_image_latency
 from clothing.analysis.metrics import scores
 from clothing.data.images import load_images
-from clothing.errors import PipelineError, run_stage
+from clothing.errors import run_stage
 from clothing.files import atomic_dir, read_table, write_csv, write_json
 from clothing.models.backbones import BACKBONES
 from clothing.models.classifier import Classifier, class_indices, info_path, load_classifier
+from clothing.models.conversion import convert, representative_sample
 from clothing.models.tflite_metadata import Metadata, normalization, write_metadata
 from clothing.params import Section, load_section
 from clothing.system import cpu_description, usable_cores
-from clothing.tf import keras, tf
 
 MODEL = Path("models/model.keras")
 OUT = Path("models/tflite")
@@ -60,7 +60,7 @@ def main() -> None:
     test = read_table(SPLIT / "test.csv")
     labels = class_indices(test["label"], info.classes, str(SPLIT / "test.csv"))
     images = load_images(test["path"], info.image_size, desc="decode test")
-    calibration = representative_sample(params, reference)
+    calibration = representative_sample(SPLIT / "train.csv", params.representative_size, params.seed, reference)
     one_image = reference.preprocess(images[:1])[0]
 
     keras_probabilities, keras_row, keras_speed = measure(reference, images, labels, None)
@@ -90,28 +90,6 @@ def main() -> None:
     write_csv("metrics/quantize.csv", flat_table(table))
     write_csv(PREDICTIONS, predictions)
     write_json(TIMING, {"cpu": cpu_description(), "variants": timing})
-
-
-def representative_sample(params: QuantizeParams, reference: Classifier) -> np.ndarray:
-    train = read_table(SPLIT / "train.csv")
-    if train.empty:
-        raise PipelineError("quantize: the representative sample is empty (data/split/train.csv has no rows)")
-    sample = train.sample(n=min(params.representative_size, len(train)), random_state=params.seed)
-    return reference.preprocess(load_images(sample["path"], reference.info.image_size, desc="decode calibration"))
-
-
-def convert(model: keras.Model, variant: str, calibration: np.ndarray, int8_io: bool) -> bytes:
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    if variant != "float32":
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    if variant == "float16":
-        converter.target_spec.supported_types = [tf.float16]
-    if variant == "int8":
-        converter.representative_dataset = lambda: ([image[None]] for image in calibration)
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        if int8_io:
-            converter.inference_input_type = converter.inference_output_type = tf.int8
-    return converter.convert()
 
 
 def measure(classifier: Classifier, images: np.ndarray, labels: np.ndarray, reference: np.ndarray | None) -> tuple:

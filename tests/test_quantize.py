@@ -105,4 +105,4 @@ def test_empty_representative_sample_is_a_clear_error(copy: Path) -> None:
     train.chmod(0o644)
     train.write_text(train.read_text().splitlines()[0] + "\n")
     line = error_line(stage(copy, "quantize", check=False))
-    assert line == "error: quantize: the representative sample is empty (data/split/train.csv has no rows)"
+    assert line == "error: the representative sample is empty (data/split/train.csv has no rows)"

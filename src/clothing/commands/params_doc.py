@@ -32,12 +32,12 @@ BOUNDS = (("ge", "≥"), ("gt", ">"), ("le", "≤"), ("lt", "<"))
 
 
 def stage_schema(root: Path, section: str) -> type[Section]:
-    """The schema ``<Section>Params`` that ``stages/<section>.py`` reads its section with."""
+    """The schema ``<Section>Params`` (``block_time`` → ``BlockTimeParams``) that ``stages/<section>.py`` reads."""
     spec = importlib.util.spec_from_file_location(f"stage_{section}", root / "stages" / f"{section}.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # pydantic resolves the schema's annotations through it
     spec.loader.exec_module(module)
-    return getattr(module, f"{section.title()}Params")
+    return getattr(module, f"{section.title().replace('_', '')}Params")
 
 
 def type_text(annotation: object, metadata: list | tuple = ()) -> str:
