@@ -11,7 +11,7 @@ import pytest
 from conftest import GIT_USER, TINY_TRAIN, Archive, commit_all, git_repo, make_project, run, update_params
 
 from clothing.commands.experiments import experiment_ref, file_at
-from clothing.commands.frontier import _from_cache, pareto
+from clothing.commands.frontier import _from_cache, pareto, with_pareto_flags
 from clothing.errors import PipelineError
 from clothing.files import read_table
 
@@ -21,6 +21,22 @@ def test_pareto_keeps_the_points_nothing_beats() -> None:
     accuracy = pd.Series([0.80, 0.85, 0.84, 0.90, 0.90])
     # 3 is beaten by 2 (cheaper, more accurate); 5 ties 4 on accuracy at a higher cost.
     assert pareto(cost, accuracy).tolist() == [True, True, False, True, False]
+
+
+def test_int8_costs_are_weighed_against_the_int8_models_accuracy() -> None:
+    """As in the committed frontier: res192 is less accurate than HEAD in Keras, more accurate at int8."""
+    table = pd.DataFrame({
+        "point": ["HEAD", "res192"],
+        "accuracy": [0.8882, 0.8843],
+        "int8_accuracy": [0.8804, 0.8902],
+        "macs_m": [299.5, 220.1],
+        "int8_ms_1_thread": [1.534, 1.140],
+        "int8_gzip_mb": [2.228, 2.228],
+    })  # fmt: skip
+    flagged = with_pareto_flags(table).set_index("point")
+    assert flagged["pareto_macs_m"].tolist() == [True, True]  # Keras: HEAD buys its accuracy with MACs
+    assert flagged["pareto_int8_ms_1_thread"].tolist() == [False, True]  # int8: res192 is faster and better
+    assert flagged["pareto_int8_gzip_mb"].tolist() == [False, True]  # same size, better int8 accuracy
 
 
 def test_frontier_reads_every_point_and_times_its_int8_model(tmp_path: Path, archive: Archive) -> None:

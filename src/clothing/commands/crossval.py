@@ -66,15 +66,27 @@ def summarize(name: str, folds: int) -> tuple[dict, pd.DataFrame, pd.DataFrame, 
         scored = table_at(experiment, "metrics/eval/probabilities.csv", text_columns=PROBABILITY_TEXT)
         probabilities.append(scored.assign(fold=fold))
     table, pooled = pd.DataFrame(rows), pd.concat(predictions, ignore_index=True)
+    summary, class_table = pooled_summary(name, table, pooled, class_f1)
+    return summary, table, pooled, pd.concat(probabilities, ignore_index=True), class_table
+
+
+def pooled_summary(
+    name: str, by_fold: pd.DataFrame, pooled: pd.DataFrame, class_f1: list[dict[str, float]]
+) -> tuple[dict, pd.DataFrame]:
+    """The run's summary (spread over folds, pooled scores with intervals) and its per-class F1 table.
+
+    ``by_fold``: one row per fold with the headline scores; ``pooled``: every photo's
+    out-of-fold prediction (image, actual, predicted); ``class_f1``: per fold, class -> F1.
+    """
     if pooled["image"].duplicated().any():
         raise PipelineError(f"{name}: a photo is in two folds' test splits: were they run with different seeds or K?")
     labels, predicted, classes = encoded(pooled["actual"], pooled["predicted"])
     f1_over_folds = pd.DataFrame(class_f1).mean()
     by_class = per_class(labels, predicted, classes)
     summary = {
-        "folds": folds,
+        "folds": len(by_fold),
         "photos": len(pooled),
-        **{metric: _spread(table[metric]) for metric in HEADLINE},
+        **{metric: _spread(by_fold[metric]) for metric in HEADLINE},
         # Every photo scored once, by the fold model that did not train on it.
         "pooled": {m: round(float(v), 4) for m, v in headline_scores(labels, predicted, len(classes)).items()}
         | {"ci95": bootstrap_intervals(labels, predicted, len(classes), bootstrap_params())},
@@ -85,7 +97,7 @@ def summarize(name: str, folds: int) -> tuple[dict, pd.DataFrame, pd.DataFrame, 
         "f1_pooled": by_class["f1"].round(4),
         "support": by_class["support"].astype(int),
     })  # fmt: skip
-    return summary, table, pooled, pd.concat(probabilities, ignore_index=True), class_table
+    return summary, class_table
 
 
 def _spread(values: pd.Series) -> dict[str, float]:
@@ -120,13 +132,26 @@ def cross_validate(name: str, folds: int, settings: list[str], summary_only: boo
     if not summary_only:
         queue_and_run(name, folds, settings)
     summary, by_fold, predictions, probabilities, by_class = summarize(name, folds)
-    write_json(OUT / f"{name}.json", summary | {"settings": settings})
+    write_run(name, summary | {"settings": settings}, by_fold, predictions, probabilities, by_class)
+
+
+def write_run(
+    name: str,
+    summary: dict,
+    by_fold: pd.DataFrame,
+    predictions: pd.DataFrame,
+    probabilities: pd.DataFrame,
+    by_class: pd.DataFrame,
+) -> None:
+    """metrics/cv/<name>.json, _folds.csv, _predictions.csv, _probabilities.csv and _per_class.csv."""
+    write_json(OUT / f"{name}.json", summary)
     write_csv(OUT / f"{name}_folds.csv", by_fold)
     write_csv(OUT / f"{name}_predictions.csv", predictions)
     write_csv(OUT / f"{name}_probabilities.csv", probabilities)
     write_csv(OUT / f"{name}_per_class.csv", by_class)
-    accuracy = summary["accuracy"]
-    print(f"{name}: accuracy {accuracy['mean']:.4f} ± {accuracy['sd']:.4f} (sd over {folds} folds)")
+    accuracy, pooled = summary["accuracy"], summary["pooled"]["accuracy"]
+    spread = f"{accuracy['mean']:.4f} ± {accuracy['sd']:.4f} (sd over {len(by_fold)} folds)"
+    print(f"{name}: accuracy {spread}, pooled {pooled:.4f}")
 
 
 if __name__ == "__main__":
