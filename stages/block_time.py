@@ -4,8 +4,9 @@ Counted MACs say where the multiplications are, not where the milliseconds go: a
 convolution has few MACs but moves much memory, and int8 kernels speed some layer types
 more than others. Each block is timed by difference of truncated models, float32 and full
 int8 TFLite on one thread (method: :mod:`clothing.analysis.block_time`). A stage of its
-own: some forty conversions take minutes, which analyze_complexity's few seconds should
-not pay for every run. The times are timings, beside the metrics, with the CPU named.
+own: its 38 conversions of MobileNetV2 take about 12 minutes on a 2-core EPYC, which
+analyze_complexity's seconds should not pay for on every run. The times are timings,
+beside the metrics, with the CPU named.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import pandas as pd
-from pydantic import Field, NonNegativeInt
+from pydantic import Field, NonNegativeInt, field_validator
 
 from clothing.analysis.block_time import Timed, block_ends, block_table, blocks_of, tflite_invokes, time_blocks
 from clothing.analysis.complexity import count
@@ -33,12 +34,19 @@ TIMING = Path("metrics/timing/block_time.json")
 
 
 class BlockTimeParams(Section):
-    variants: list[Literal["float32", "int8"]]
+    variants: Annotated[list[Literal["float32", "int8"]], Field(min_length=1)]
     representative_size: Annotated[int, Field(ge=1)]  # train photos that calibrate each truncated int8 model
     seed: NonNegativeInt
     warmup_runs: NonNegativeInt
     runs: Annotated[int, Field(ge=1)]  # timed runs of each truncated model per round: their median is its time
     rounds: Annotated[int, Field(ge=1)]  # rounds over all truncated models: a block's spread is their quartiles
+
+    @field_validator("variants")
+    @classmethod
+    def _each_variant_once(cls, variants: list[str]) -> list[str]:
+        if len(set(variants)) < len(variants):
+            raise ValueError("name each variant once")
+        return variants
 
 
 def main() -> None:

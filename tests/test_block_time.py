@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import quick_copy, stage, stage_module, update_params
+from conftest import error_line, quick_copy, stage, stage_module, update_params
 
 from clothing.analysis.block_time import block_ends, blocks_of, prefix, tflite_invokes, time_blocks
 from clothing.analysis.complexity import count, totals
@@ -97,3 +97,17 @@ def test_the_stage_writes_a_table_whose_blocks_hold_every_mac(trained: Path, tmp
     assert "Most MACs: **" in report and "Most int8 time: **" in report
     timing = json.loads((project / "metrics/timing/block_time.json").read_text())
     assert set(timing) == {"cpu", "float32", "int8"} and timing["cpu"]["model"]
+
+
+@pytest.mark.parametrize(
+    ("variants", "message"),
+    [([], "List should have at least 1 item"), (["int8", "int8"], "name each variant once")],
+)
+def test_no_variant_or_one_named_twice_is_a_param_error(
+    trained: Path, tmp_path: Path, variants: list[str], message: str
+) -> None:
+    project = quick_copy(trained, tmp_path / "project")
+    update_params(project, {"block_time": {"variants": variants}})
+    line = error_line(stage(project, "block_time", check=False))
+    assert line.startswith("error: params.yaml: block_time.variants") and message in line, line
+    assert not (project / "metrics/complexity/block_time.csv").exists()

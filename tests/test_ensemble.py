@@ -64,7 +64,11 @@ def test_an_ensemble_answers_with_the_mean_of_its_members_probabilities(runs: Pa
         ),
         (lambda t: t.head(29), "error: b and a differ in their photos: not members of one ensemble"),
         (
-            lambda t: t.rename(columns={"Hat": "Cap"}),
+            lambda t: t.assign(label=t["label"][::-1].to_numpy()),
+            "error: b and a differ in their labels: not members of one ensemble",
+        ),
+        (
+            lambda t: t.assign(Cap=0.0),
             "error: b and a have different classes: not members of one ensemble",
         ),
     ],
@@ -84,3 +88,28 @@ def test_a_missing_member_names_the_command_that_writes_it(runs: Path, capsys) -
         "b_probabilities.csv: missing; python -m clothing.commands.crossval --name b writes it"
         in capsys.readouterr().err
     )
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda t: t.drop(columns="fold"), "no column fold"),
+        (lambda t: t.head(0), "no photos"),
+        (lambda t: t.assign(Hat="high"), "the class columns must hold probabilities (numbers)"),
+        (lambda t: pd.concat([t, t.tail(1)]), "photo photo29 is scored twice"),
+        (lambda t: t.assign(label="Cap"), "labels without a probability column: ['Cap']"),
+    ],
+)
+def test_a_malformed_member_file_is_one_line_naming_it(runs: Path, capsys, change, message: str) -> None:
+    member(1).to_csv(runs / "a_probabilities.csv", index=False)
+    change(member(2)).to_csv(runs / "b_probabilities.csv", index=False)
+    assert ensemble.main(["--name", "ab", "a", "b"]) == 1
+    assert capsys.readouterr().err.strip() == f"error: {Path('metrics/cv/b_probabilities.csv')}: {message}"
+    assert not list(runs.glob("ab*"))
+
+
+def test_a_member_named_twice_is_refused(runs: Path) -> None:
+    member(1).to_csv(runs / "a_probabilities.csv", index=False)
+    with pytest.raises(SystemExit) as stop:
+        ensemble.main(["--name", "ab", "a", "a"])
+    assert stop.value.code == 2

@@ -161,8 +161,11 @@ def tflite_invoke(path: Path, image: np.ndarray) -> Callable[[], None]:
         interpreter.allocate_tensors()
     (source,) = interpreter.get_input_details()
     scale, zero_point = source["quantization"]
-    batch = image[None] if source["dtype"] == np.float32 else np.round(image[None] / scale + zero_point)
-    interpreter.set_tensor(source["index"], np.clip(batch, -128, 127).astype(source["dtype"]) if scale else batch)
+    batch = image[None]
+    if source["dtype"] != np.float32:
+        limits = np.iinfo(source["dtype"])
+        batch = np.clip(np.round(batch / scale + zero_point), limits.min, limits.max).astype(source["dtype"])
+    interpreter.set_tensor(source["index"], batch)
     return interpreter.invoke
 
 

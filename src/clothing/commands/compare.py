@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -27,6 +26,7 @@ from scipy.stats import binomtest, bootstrap
 
 from clothing.analysis.metrics import BootstrapParams, bootstrap_params
 from clothing.commands import command_parser
+from clothing.commands.crossval import run_file
 from clothing.commands.experiments import table_at
 from clothing.errors import PipelineError, exit_code
 from clothing.files import read_table
@@ -84,10 +84,7 @@ def predictions_at(revision: str) -> pd.DataFrame:
 
 def pooled_predictions(name: str) -> pd.DataFrame:
     """A cross-validation run's out-of-fold predictions, every photo once (``python -m clothing.commands.crossval``)."""
-    path = Path(f"metrics/cv/{name}_predictions.csv")
-    if not path.is_file():
-        raise PipelineError(f"{path}: missing; python -m clothing.commands.crossval --name {name} writes it")
-    return read_table(path)
+    return read_table(run_file(name, "predictions"))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -135,6 +135,14 @@ def cross_validate(name: str, folds: int, settings: list[str], summary_only: boo
     write_run(name, summary | {"settings": settings}, by_fold, predictions, probabilities, by_class)
 
 
+def run_file(name: str, kind: str) -> Path:
+    """``metrics/cv/<name>_<kind>.csv`` of a cross-validation run (or an ensemble), which must exist."""
+    path = OUT / f"{name}_{kind}.csv"
+    if not path.is_file():
+        raise PipelineError(f"{path}: missing; python -m clothing.commands.crossval --name {name} writes it")
+    return path
+
+
 def write_run(
     name: str,
     summary: dict,

@@ -20,17 +20,26 @@ import pandas as pd
 
 from clothing.analysis.metrics import HEADLINE, PROBABILITY_TEXT, headline_scores, per_class
 from clothing.commands import command_parser
-from clothing.commands.crossval import OUT, pooled_summary, write_run
+from clothing.commands.crossval import pooled_summary, run_file, write_run
 from clothing.errors import PipelineError, exit_code
 from clothing.files import read_table
 
 
 def member_probabilities(name: str) -> pd.DataFrame:
-    """A cross-validation run's out-of-fold probabilities (image, label, one column per class, fold)."""
-    path = OUT / f"{name}_probabilities.csv"
-    if not path.is_file():
-        raise PipelineError(f"{path}: missing; python -m clothing.commands.crossval --name {name} writes it")
-    return read_table(path, text_columns=PROBABILITY_TEXT).sort_values("image", ignore_index=True)
+    """A cross-validation run's out-of-fold probabilities (image, label, one column per class, fold), checked."""
+    path = run_file(name, "probabilities")
+    table = read_table(path, text_columns=PROBABILITY_TEXT)
+    missing = [column for column in (*PROBABILITY_TEXT, "fold") if column not in table.columns]
+    if missing or table.empty:
+        raise PipelineError(f"{path}: {'no column ' + ', '.join(missing) if missing else 'no photos'}")
+    classes = _classes(table)
+    if not classes or not all(pd.api.types.is_numeric_dtype(table[c]) for c in classes):
+        raise PipelineError(f"{path}: the class columns must hold probabilities (numbers)")
+    if table["image"].duplicated().any():
+        raise PipelineError(f"{path}: photo {table['image'][table['image'].duplicated()].iloc[0]} is scored twice")
+    if unknown := sorted(set(table["label"]) - set(classes)):
+        raise PipelineError(f"{path}: labels without a probability column: {unknown}")
+    return table.sort_values("image", ignore_index=True)
 
 
 def average(members: dict[str, pd.DataFrame]) -> pd.DataFrame:
@@ -67,7 +76,7 @@ def predictions_of(probabilities: pd.DataFrame) -> pd.DataFrame:
     })  # fmt: skip
 
 
-def by_fold(predictions: pd.DataFrame, classes: list[str]) -> tuple[pd.DataFrame, list[dict[str, float]]]:
+def fold_scores(predictions: pd.DataFrame, classes: list[str]) -> tuple[pd.DataFrame, list[dict[str, float]]]:
     """Each fold's headline scores and per-class F1, over all ``classes`` as evaluate scores a fold."""
     rows, class_f1 = [], []
     for fold, answered in predictions.groupby("fold"):
@@ -79,10 +88,10 @@ def by_fold(predictions: pd.DataFrame, classes: list[str]) -> tuple[pd.DataFrame
     return pd.DataFrame(rows), class_f1
 
 
-def ensemble(name: str, members: list[str]) -> None:
+def write_ensemble(name: str, members: list[str]) -> None:
     probabilities = average({member: member_probabilities(member) for member in members})
     predictions = predictions_of(probabilities)
-    folds, class_f1 = by_fold(predictions, _classes(probabilities))
+    folds, class_f1 = fold_scores(predictions, _classes(probabilities))
     summary, by_class = pooled_summary(name, folds, predictions, class_f1)
     write_run(name, summary | {"members": members}, folds, predictions, probabilities, by_class)
 
@@ -92,11 +101,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("members", nargs="+", help="cross-validation runs' names (metrics/cv/<name>_probabilities.csv)")
     parser.add_argument("--name", required=True, help="the ensemble's file name prefix under metrics/cv/")
     args = parser.parse_args(argv)
-    if len(set(args.members)) < 2:
-        parser.error("an ensemble needs two or more different members")
+    if len(args.members) < 2 or len(set(args.members)) < len(args.members):
+        parser.error("an ensemble needs two or more members, each named once")
     if args.name in args.members:
         parser.error(f"--name {args.name} would overwrite a member's files")
-    return exit_code(lambda: ensemble(args.name, args.members))
+    return exit_code(lambda: write_ensemble(args.name, args.members))
 
 
 if __name__ == "__main__":
