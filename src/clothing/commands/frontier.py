@@ -154,17 +154,18 @@ def plot(table: pd.DataFrame, cpu: str, path: Path) -> None:
         (panels[0], "macs_m", "MMACs per photo"),
         (panels[1], "int8_ms_1_thread", f"int8 latency, 1 thread, ms ({cpu})"),
     ):
-        best, accuracy = table[f"pareto_{cost}"], table[ACCURACY_OF[cost]]
-        if ACCURACY_OF[cost] == "accuracy":  # the intervals are the Keras model's
+        column = ACCURACY_OF[cost]
+        best, accuracy, keras_model = table[f"pareto_{cost}"], table[column], column == "accuracy"
+        if keras_model:  # the intervals are the Keras model's
             errors = [accuracy - table["accuracy_low"], table["accuracy_high"] - accuracy]
             axes.errorbar(table[cost], accuracy, yerr=errors, fmt="none", ecolor="0.7", capsize=3)
         axes.scatter(table[cost][~best], accuracy[~best], c="tab:gray", label="dominated")
         axes.scatter(table[cost][best], accuracy[best], c="tab:red", label="Pareto")
         front = table[best].sort_values(cost)
-        axes.plot(front[cost], front[ACCURACY_OF[cost]], "r--", lw=1)
-        axes.set_ylabel(f"test accuracy{' (95 % interval)' if ACCURACY_OF[cost] == 'accuracy' else ', int8 model'}")
+        axes.plot(front[cost], front[column], "r--", lw=1)
+        axes.set_ylabel(f"test accuracy{' (95 % interval)' if keras_model else ', int8 model'}")
         for _, row in table.iterrows():
-            where = (row[cost], row[ACCURACY_OF[cost]])
+            where = (row[cost], row[column])
             axes.annotate(row["point"], where, fontsize=7, xytext=(4, 4), textcoords="offset points")
         axes.set(xlabel=label, xscale="log")
         axes.legend(loc="lower right")
