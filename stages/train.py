@@ -6,8 +6,10 @@ once per training image and augmented view (``train.augment.views``), and only t
 after epoch, on those cached features. Two phases: the head alone, then head and top
 (with random weights there is nothing to protect, and both phases train everything).
 The weights kept are those of the epoch with the best validation accuracy; the test
-split is not read here. With ``train.prune.sparsity`` a third phase prunes that part
-(clothing.models.pruning) and the pruned weights are saved.
+split is not read here. ``train.fine_tune.keep_filters`` below 1 first removes that part's
+weakest filters (clothing.models.thinning). With ``train.prune.sparsity`` or
+``train.cluster.clusters`` a third phase prunes or clusters that part's weights
+(clothing.models.pruning, clothing.models.clustering), and those weights are saved.
 """
 
 from __future__ import annotations
@@ -29,8 +31,10 @@ from clothing.errors import PipelineError, run_stage
 from clothing.files import read_table, write_json
 from clothing.models.backbones import BACKBONES, BackboneName
 from clothing.models.classifier import ModelInfo, class_indices, save_classifier
+from clothing.models.clustering import clusterable_copy, clustered_layers, distinct_values, stripped
 from clothing.models.networks import build_backbone, split_at_fraction
 from clothing.models.pruning import copy_weights, prunable_copy, pruning_step, sparsity_of
+from clothing.models.thinning import thinned
 from clothing.params import Section, load_section
 from clothing.system import cpu_description, peak_memory_mb
 from clothing.tf import keras, tf
@@ -57,6 +61,7 @@ class PhaseParams(Section):
 class FineTuneParams(PhaseParams):
     unfreeze: Annotated[float, Field(ge=0, le=1)]  # fraction of the backbone's layers, from the top
     schedule: Literal["cosine", "constant"]
+    keep_filters: Annotated[float, Field(gt=0, le=1)]  # of each thinnable convolution in that part
 
 
 class PruneParams(Section):
@@ -68,6 +73,18 @@ class PruneParams(Section):
     def _epochs_to_prune_in(self) -> PruneParams:
         if self.sparsity > 0 and self.epochs == 0:
             raise ValueError("prune.sparsity needs prune.epochs of at least 1")
+        return self
+
+
+class ClusterParams(Section):
+    clusters: Annotated[int, Field(ge=0, le=256)]  # 0: no clustering; else distinct values per kernel
+    epochs: NonNegativeInt
+    lr: PositiveFloat
+
+    @model_validator(mode="after")
+    def _epochs_to_cluster_in(self) -> ClusterParams:
+        if self.clusters == 1 or (self.clusters > 0 and self.epochs == 0):
+            raise ValueError("cluster.clusters needs 2 or more clusters and cluster.epochs of at least 1")
         return self
 
 
@@ -84,6 +101,13 @@ class TrainParams(Section):
     head: PhaseParams
     fine_tune: FineTuneParams
     prune: PruneParams
+    cluster: ClusterParams
+
+    @model_validator(mode="after")
+    def _one_compression(self) -> TrainParams:
+        if self.prune.sparsity > 0 and self.cluster.clusters > 0:
+            raise ValueError("prune.sparsity and cluster.clusters: set one of them, not both")
+        return self
 
 
 def main() -> None:
@@ -101,6 +125,7 @@ def main() -> None:
     backbone = build_backbone(p.backbone, p.image_size, weights and WEIGHTS / weights["file"])
     # Random weights are not worth protecting: train the whole network.
     frozen, top = split_at_fraction(backbone, 1.0 if weights is None else p.fine_tune.unfreeze)
+    top = thinned(top, p.fine_tune.keep_filters)
     preprocess = BACKBONES[p.backbone].preprocess
 
     with timed(wall, "decode"):
@@ -134,9 +159,13 @@ def main() -> None:
         # An uncompiled copy: the saved model carries no optimizer state, which inference never reads.
         trained_head = keras.models.clone_model(head)
         trained_head.set_weights(best.weights)
+        compressed = {}
         if p.prune.sparsity > 0:
             with timed(wall, "prune"):
-                pruned = prune(trained_head, data, validation, p, live)
+                compressed["pruned"] = prune(trained_head, data, validation, p, live)
+        if p.cluster.clusters > 0:
+            with timed(wall, "cluster"):
+                compressed["clustered"] = cluster(trained_head, data, validation, p, live)
 
     model = keras.Model(frozen.input, trained_head(frozen.output), name=f"clothing_{p.backbone}")
     save_classifier(model, ModelInfo(classes, p.backbone, p.image_size), MODEL)
@@ -150,7 +179,7 @@ def main() -> None:
         "frozen_layers": len(frozen.layers) - 1,
         "params": model.count_params(),
         "weights": weights,
-    } | ({"pruned": pruned} if p.prune.sparsity > 0 else {}))  # fmt: skip
+    } | compressed)  # fmt: skip
     # Timings vary from run to run: apart from the metrics, so a reproduction diffs clean.
     wall_seconds = {k: round(v, 1) for k, v in wall.items()} | {"total": round(sum(wall.values()), 1)}
     write_json(TIMING, {"cpu": cpu_description(), "wall_seconds": wall_seconds, "peak_memory_mb": peak_memory_mb()})
@@ -237,13 +266,30 @@ def unfreeze(top: keras.Model, pretrained: bool) -> None:
 def prune(head: keras.Model, data: CachedViews, validation: tuple, p: TrainParams, live: Live) -> dict:
     """Prune ``head``'s weights in place, fine-tuning as the sparsity rises; its sparsity and val accuracy."""
     pruning = prunable_copy(head, p.prune.sparsity, p.prune.epochs * len(data))
-    start = p.head.epochs + p.fine_tune.epochs
     callbacks = [pruning_step(), live_callback(live)]
-    fit(pruning, data, validation, p.prune.epochs, p.prune.lr, "constant", p.label_smoothing, callbacks, start)
+    fit(pruning, data, validation, p.prune.epochs, p.prune.lr, "constant", p.label_smoothing, callbacks,
+        initial_epoch=p.head.epochs + p.fine_tune.epochs)  # fmt: skip
     copy_weights(pruning, head)
+    return sparsity_of(head) | {"val_accuracy": accuracy_on(head, validation)}
+
+
+def cluster(head: keras.Model, data: CachedViews, validation: tuple, p: TrainParams, live: Live) -> dict:
+    """Cluster ``head``'s kernels in place, fine-tuning the shared values; what was clustered and val accuracy."""
+    clustering = clusterable_copy(head, p.cluster.clusters)
+    fit(clustering, data, validation, p.cluster.epochs, p.cluster.lr, "constant", p.label_smoothing,
+        [live_callback(live)], initial_epoch=p.head.epochs + p.fine_tune.epochs)  # fmt: skip
+    names = clustered_layers(clustering)
+    copy_weights(stripped(clustering), head)
+    return {
+        "kernels": len(names),
+        "max_distinct_values": max(distinct_values(head, names).values(), default=0),
+        "val_accuracy": accuracy_on(head, validation),
+    }
+
+
+def accuracy_on(model: keras.Model, validation: tuple) -> float:
     features, targets = validation
-    val_accuracy = np.mean(head.predict(features, verbose=0).argmax(axis=1) == targets.argmax(axis=1))
-    return sparsity_of(head) | {"val_accuracy": round(float(val_accuracy), 4)}
+    return round(float(np.mean(model.predict(features, verbose=0).argmax(axis=1) == targets.argmax(axis=1))), 4)
 
 
 def class_weights(labels: np.ndarray, n_classes: int) -> np.ndarray:

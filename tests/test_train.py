@@ -292,3 +292,36 @@ def test_pruning_without_epochs_is_refused() -> None:
     train = stage_module("train")
     with pytest.raises(ValueError, match=r"prune\.sparsity needs prune\.epochs"):
         train.PruneParams(sparsity=0.5, epochs=0, lr=0.001)
+
+
+def test_fewer_filters_and_clustering_reach_the_saved_model_and_its_count(tiny: Path, tmp_path: Path) -> None:
+    weights = tmp_path / "mobilenet.h5"
+    tiny_mobilenet().save_weights(weights)
+    fine_tune = TINY_TRAIN["fine_tune"] | {"epochs": 2, "keep_filters": 0.5}
+    cluster = {"clusters": 8, "epochs": 1, "lr": 0.001}
+    update_params(tiny, {"train": {"backbone": "mobilenet_v2", "weights": str(weights), "fine_tune": fine_tune,
+                                   "cluster": cluster}})  # fmt: skip
+    run(tiny, "dvc", "repro", "evaluate", "analyze_complexity")
+    clustered = read_json(tiny / "metrics/train.json")["clustered"]
+    assert clustered["kernels"] >= 10 and 2 <= clustered["max_distinct_values"] <= 8
+
+    model = keras.models.load_model(tiny / MODEL, compile=False)
+    layers = {layer.name: layer for layer in model.layers} | {
+        layer.name: layer for nested in model.layers if isinstance(nested, keras.Model)
+        for inner in nested.layers for layer in (inner.layers if isinstance(inner, keras.Model) else [inner])
+    }  # fmt: skip
+    assert layers["Conv_1"].filters == 640 and layers["block_16_expand"].filters == 480
+    assert layers["block_2_expand"].filters == 144  # the frozen bottom keeps every filter
+    assert len(np.unique(layers["Conv_1"].get_weights()[0])) <= 8
+    complexity = read_json(tiny / "metrics/complexity.json")
+    assert complexity["keras_flops"]["conv_dense_difference"] < 0.01
+
+
+def test_pruning_and_clustering_together_are_refused() -> None:
+    train = stage_module("train")
+    params = yaml.safe_load((Path(__file__).parents[1] / "params.yaml").read_text())["train"]
+    params["prune"]["sparsity"], params["cluster"]["clusters"] = 0.5, 16
+    with pytest.raises(ValueError, match="set one of them"):
+        train.TrainParams(**params)
+    with pytest.raises(ValueError, match="2 or more clusters"):
+        train.ClusterParams(clusters=1, epochs=1, lr=0.001)

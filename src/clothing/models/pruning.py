@@ -57,7 +57,7 @@ def pruning_step() -> keras.callbacks.Callback:
 
 def sparsity_of(model: keras.Model) -> dict[str, float]:
     """Zero fraction of the prunable kernels, and of all the model's weights."""
-    kernels = [w for layer in _all_layers(model) if is_prunable(layer) for w in layer.get_weights()[:1]]
+    kernels = [w for layer in all_layers(model) if is_prunable(layer) for w in layer.get_weights()[:1]]
     weights = model.get_weights()
     zeros = sum(int((w == 0).sum()) for w in kernels)
     return {
@@ -66,7 +66,7 @@ def sparsity_of(model: keras.Model) -> dict[str, float]:
     }
 
 
-def _all_layers(model: keras.Model) -> list[keras.layers.Layer]:
+def all_layers(model: keras.Model) -> list[keras.layers.Layer]:
     return [
-        inner for layer in model.layers for inner in (_all_layers(layer) if isinstance(layer, keras.Model) else [layer])
+        inner for layer in model.layers for inner in (all_layers(layer) if isinstance(layer, keras.Model) else [layer])
     ]
