@@ -1,4 +1,4 @@
-"""train: data/split/{train,val}.csv and models/weights/ -> models/model.keras (+ model.json), metrics/train.json.
+"""train: data/split/{train,val}.csv, models/weights/, data/teacher/ -> models/model.keras (+ .json), metrics/train*.
 
 Transfer learning on a CPU budget. The backbone is cut in two: the frozen bottom runs
 once per training image and augmented view (``train.augment.views``), and only the top
@@ -9,15 +9,18 @@ The weights kept are those of the epoch with the best validation accuracy; the t
 split is not read here. ``train.fine_tune.keep_filters`` below 1 first removes that part's
 weakest filters (clothing.models.thinning). With ``train.prune.sparsity`` or
 ``train.cluster.clusters`` a third phase prunes or clusters that part's weights
-(clothing.models.pruning, clothing.models.clustering), and those weights are saved.
+(clothing.models.pruning, clothing.models.clustering), and those weights are saved. With
+``train.distill.teachers`` the loss also follows the teach stage's answers
+(clothing.models.distillation).
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -26,12 +29,14 @@ from dvclive import Live
 from pydantic import Field, NonNegativeInt, PositiveFloat, model_validator
 from tqdm import tqdm
 
+from clothing.data.augment import AugmentParams, augmented, view_numbers
 from clothing.data.images import load_images
 from clothing.errors import PipelineError, run_stage
 from clothing.files import read_table, write_json
 from clothing.models.backbones import BACKBONES, BackboneName
 from clothing.models.classifier import ModelInfo, class_indices, save_classifier
 from clothing.models.clustering import clusterable_copy, clustered_layers, distinct_values, stripped
+from clothing.models.distillation import DistillParams, distillation_loss, label_accuracy, softened
 from clothing.models.networks import build_backbone, split_at_fraction
 from clothing.models.pruning import copy_weights, prunable_copy, pruning_step, sparsity_of
 from clothing.models.thinning import thinned
@@ -44,13 +49,8 @@ WEIGHTS = Path("models/weights")
 MODEL = Path("models/model.keras")
 CURVES = Path("metrics/train")
 TIMING = Path("metrics/timing/train.json")
+TEACHER = Path("data/teacher")
 Rate = Annotated[float, Field(ge=0, lt=1)]
-
-
-class AugmentParams(Section):
-    enabled: bool
-    views: Annotated[int, Field(ge=1)]  # views of each photo cached; epoch e trains on view e mod views
-    strength: Annotated[float, Field(ge=0, le=2)]
 
 
 class PhaseParams(Section):
@@ -102,6 +102,7 @@ class TrainParams(Section):
     fine_tune: FineTuneParams
     prune: PruneParams
     cluster: ClusterParams
+    distill: DistillParams
 
     @model_validator(mode="after")
     def _one_compression(self) -> TrainParams:
@@ -133,14 +134,17 @@ def main() -> None:
         val_images = load_images(val["path"], p.image_size, desc="decode val")
     with timed(wall, "frozen_features"):
         views = [
-            frozen_features(frozen, preprocess(augmented(train_images, v, p.augment, p.seed))) for v in views_of(p)
+            frozen_features(frozen, preprocess(augmented(train_images, v, p.augment, p.seed)))
+            for v in view_numbers(p.augment)
         ]
         val_features = frozen_features(frozen, preprocess(val_images.astype(np.float32)))
 
     head = classifier_head(top, len(classes), p.dropout)
     per_class = class_weights(y_train, len(classes)) if p.class_weighting else None
-    data = CachedViews(views, y_train, len(classes), p.batch_size, p.seed, per_class)
-    validation = (val_features, keras.utils.to_categorical(y_val, len(classes)))
+    teacher = teacher_answers(p.distill, train["image"].tolist(), classes)
+    data = CachedViews(views, y_train, len(classes), p.batch_size, p.seed, per_class, teacher)
+    validation = (val_features, data.targets_of(y_val))
+    objective = Objective.of(p, len(classes))
     best = KeepBest()
     with Curves(str(CURVES), dvcyaml=None, save_dvc_exp=False) as live:
         callbacks = [best, live_callback(live)]
@@ -148,11 +152,11 @@ def main() -> None:
             # Random weights have nothing to protect, and a head fitted to random features
             # is thrown off when batch norm starts to learn: all of it trains from the start.
             top.trainable = weights is None
-            fit(head, data, validation, p.head.epochs, p.head.lr, "constant", p.label_smoothing, callbacks)
+            fit(head, data, validation, p.head.epochs, p.head.lr, "constant", objective, callbacks)
         with timed(wall, "fine_tune"):
             unfreeze(top, pretrained=weights is not None)
             phase = p.fine_tune
-            fit(head, data, validation, phase.epochs, phase.lr, phase.schedule, p.label_smoothing, callbacks,
+            fit(head, data, validation, phase.epochs, phase.lr, phase.schedule, objective, callbacks,
                 initial_epoch=p.head.epochs)  # fmt: skip
         if best.weights is None:
             raise PipelineError("train: no epoch ran (train.head.epochs + train.fine_tune.epochs is 0)")
@@ -162,10 +166,10 @@ def main() -> None:
         compressed = {}
         if p.prune.sparsity > 0:
             with timed(wall, "prune"):
-                compressed["pruned"] = prune(trained_head, data, validation, p, live)
+                compressed["pruned"] = prune(trained_head, data, validation, p, objective, live)
         if p.cluster.clusters > 0:
             with timed(wall, "cluster"):
-                compressed["clustered"] = cluster(trained_head, data, validation, p, live)
+                compressed["clustered"] = cluster(trained_head, data, validation, p, objective, live)
 
     model = keras.Model(frozen.input, trained_head(frozen.output), name=f"clothing_{p.backbone}")
     save_classifier(model, ModelInfo(classes, p.backbone, p.image_size), MODEL)
@@ -199,31 +203,6 @@ def timed(wall: dict[str, float], name: str) -> Iterator[None]:
     start = time.perf_counter()
     yield
     wall[name] = time.perf_counter() - start
-
-
-def views_of(p: TrainParams) -> range:
-    return range(p.augment.views if p.augment.enabled else 1)
-
-
-def augmented(images: np.ndarray, view: int, augment: AugmentParams, seed: int) -> np.ndarray:
-    """View 0 is the photo, view 1 its mirror image, later views random zoom/shift/turn of either.
-
-    Each view's random draws derive from ``train.seed`` and the view number.
-    """
-    images = images.astype(np.float32)
-    if view % 2 == 1:
-        images = images[:, :, ::-1]
-    if view < 2 or augment.strength == 0:
-        return images
-    s = augment.strength
-    zoom, shift, turn = (int(x) for x in np.random.SeedSequence([seed, view]).generate_state(3))
-    jitter = keras.Sequential([
-        keras.layers.RandomZoom((-0.2 * s, 0.1 * s), seed=zoom, fill_mode="reflect"),
-        keras.layers.RandomTranslation(0.1 * s, 0.1 * s, seed=shift, fill_mode="reflect"),
-        keras.layers.RandomRotation(0.03 * s, seed=turn, fill_mode="reflect"),
-    ])  # fmt: skip
-    batches = np.array_split(images, len(images) // 64 + 1)
-    return np.concatenate([jitter(batch, training=True).numpy() for batch in batches])
 
 
 def frozen_features(frozen: keras.Model, inputs: np.ndarray, batch_size: int = 32) -> np.ndarray:
@@ -263,20 +242,24 @@ def unfreeze(top: keras.Model, pretrained: bool) -> None:
             layer.trainable = False
 
 
-def prune(head: keras.Model, data: CachedViews, validation: tuple, p: TrainParams, live: Live) -> dict:
+def prune(
+    head: keras.Model, data: CachedViews, validation: tuple, p: TrainParams, objective: Objective, live: Live
+) -> dict:
     """Prune ``head``'s weights in place, fine-tuning as the sparsity rises; its sparsity and val accuracy."""
     pruning = prunable_copy(head, p.prune.sparsity, p.prune.epochs * len(data))
     callbacks = [pruning_step(), live_callback(live)]
-    fit(pruning, data, validation, p.prune.epochs, p.prune.lr, "constant", p.label_smoothing, callbacks,
+    fit(pruning, data, validation, p.prune.epochs, p.prune.lr, "constant", objective, callbacks,
         initial_epoch=p.head.epochs + p.fine_tune.epochs)  # fmt: skip
     copy_weights(pruning, head)
     return sparsity_of(head) | {"val_accuracy": accuracy_on(head, validation)}
 
 
-def cluster(head: keras.Model, data: CachedViews, validation: tuple, p: TrainParams, live: Live) -> dict:
+def cluster(
+    head: keras.Model, data: CachedViews, validation: tuple, p: TrainParams, objective: Objective, live: Live
+) -> dict:
     """Cluster ``head``'s kernels in place, fine-tuning the shared values; what was clustered and val accuracy."""
     clustering = clusterable_copy(head, p.cluster.clusters)
-    fit(clustering, data, validation, p.cluster.epochs, p.cluster.lr, "constant", p.label_smoothing,
+    fit(clustering, data, validation, p.cluster.epochs, p.cluster.lr, "constant", objective,
         [live_callback(live)], initial_epoch=p.head.epochs + p.fine_tune.epochs)  # fmt: skip
     names = clustered_layers(clustering)
     copy_weights(stripped(clustering), head)
@@ -289,7 +272,32 @@ def cluster(head: keras.Model, data: CachedViews, validation: tuple, p: TrainPar
 
 def accuracy_on(model: keras.Model, validation: tuple) -> float:
     features, targets = validation
-    return round(float(np.mean(model.predict(features, verbose=0).argmax(axis=1) == targets.argmax(axis=1))), 4)
+    predicted = model.predict(features, verbose=0)
+    labels = targets[:, : predicted.shape[1]]  # without the teacher's part, when distilling
+    return round(float(np.mean(predicted.argmax(axis=1) == labels.argmax(axis=1))), 4)
+
+
+@dataclass(frozen=True)
+class Objective:
+    loss: keras.losses.Loss | Callable
+    accuracy: str | keras.metrics.Metric
+
+    @classmethod
+    def of(cls, p: TrainParams, n_classes: int) -> Objective:
+        """Cross-entropy with the labels, or with labels and teachers when distilling."""
+        if not p.distill.teachers:
+            return cls(keras.losses.CategoricalCrossentropy(label_smoothing=p.label_smoothing), "accuracy")
+        return cls(distillation_loss(n_classes, p.distill, p.label_smoothing), label_accuracy(n_classes))
+
+
+def teacher_answers(p: DistillParams, images: list[str], classes: list[str]) -> np.ndarray | None:
+    """The teach stage's probabilities for each view of each training photo, softened; None without teachers."""
+    if not p.teachers:
+        return None
+    record = json.loads((TEACHER / "teacher.json").read_text())
+    if record["images"] != images or record["classes"] != classes:
+        raise PipelineError(f"{TEACHER}: made for other training photos or classes: run the teach stage")
+    return softened(np.load(TEACHER / "probabilities.npy"), p.temperature)
 
 
 def class_weights(labels: np.ndarray, n_classes: int) -> np.ndarray:
@@ -297,16 +305,12 @@ def class_weights(labels: np.ndarray, n_classes: int) -> np.ndarray:
     return len(labels) / (n_classes * np.maximum(counts, 1))
 
 
-def fit(model, data, validation, epochs, lr, schedule, label_smoothing, callbacks, initial_epoch=0) -> None:
+def fit(model, data, validation, epochs, lr, schedule, objective, callbacks, initial_epoch=0) -> None:
     if epochs == 0:
         return
     steps = epochs * len(data)
     rate = keras.optimizers.schedules.CosineDecay(lr, steps) if schedule == "cosine" else lr
-    model.compile(
-        keras.optimizers.Adam(rate),
-        keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing),
-        metrics=["accuracy"],
-    )
+    model.compile(keras.optimizers.Adam(rate), objective.loss, metrics=[objective.accuracy])
     model.fit(
         data, validation_data=validation, epochs=initial_epoch + epochs, initial_epoch=initial_epoch,
         callbacks=callbacks, verbose=2,
@@ -327,9 +331,9 @@ class Curves(Live):
 class CachedViews(keras.utils.Sequence):
     """Batches of cached features; epoch ``e`` serves augmented view ``e mod views``, reshuffled."""
 
-    def __init__(self, views, labels, n_classes, batch_size, seed, class_weights=None) -> None:
+    def __init__(self, views, labels, n_classes, batch_size, seed, class_weights=None, teacher=None) -> None:
         super().__init__()
-        self.views, self.batch_size = views, batch_size
+        self.views, self.batch_size, self.n_classes, self.teacher = views, batch_size, n_classes, teacher
         self.targets = keras.utils.to_categorical(labels, n_classes)
         self.weights = None if class_weights is None else class_weights[labels]
         self.rng = np.random.default_rng(seed)
@@ -341,8 +345,17 @@ class CachedViews(keras.utils.Sequence):
 
     def __getitem__(self, i: int) -> tuple:
         rows = self.order[i * self.batch_size : (i + 1) * self.batch_size]
-        batch = (self.views[self.epoch % len(self.views)][rows], self.targets[rows])
+        view = self.epoch % len(self.views)
+        targets = self.targets[rows]
+        if self.teacher is not None:  # [label | teacher's softened probabilities on this view]
+            targets = np.concatenate([targets, self.teacher[view][rows]], axis=1)
+        batch = (self.views[view][rows], targets)
         return batch if self.weights is None else (*batch, self.weights[rows])
+
+    def targets_of(self, labels: np.ndarray) -> np.ndarray:
+        """Targets for photos the teachers did not score (validation): the label in both parts."""
+        targets = keras.utils.to_categorical(labels, self.n_classes)
+        return targets if self.teacher is None else np.concatenate([targets, targets], axis=1)
 
     def on_epoch_end(self) -> None:
         self.epoch += 1

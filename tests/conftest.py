@@ -51,7 +51,7 @@ TINY_TRAIN = {
     "batch_size": 8,
     "augment": {"enabled": True, "views": 3, "strength": 1.0},
     "head": {"epochs": 1, "lr": 0.01},
-    "fine_tune": {"epochs": 15, "lr": 0.01, "unfreeze": 0.5, "schedule": "cosine"},
+    "fine_tune": {"epochs": 15, "lr": 0.01, "unfreeze": 0.5, "schedule": "cosine", "keep_filters": 1.0},
 }
 
 
@@ -129,7 +129,7 @@ def make_project(tmp_path: Path, archive: Archive, audit: bool = False) -> Path:
     Without ``audit`` the copy has no audit stage: it reads a cross-validation run's
     probabilities, which the repo commits but a fresh tiny project has not made.
     """
-    for name in ("stages", "src"):
+    for name in ("stages", "src", "teachers"):
         shutil.copytree(REPO / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     shutil.copy(REPO / ".dvcignore", tmp_path / ".dvcignore")
     pipeline = yaml.safe_load((REPO / "dvc.yaml").read_text())

@@ -207,3 +207,17 @@ def test_crossval_runs_every_fold_as_an_experiment_and_summarizes(tmp_path: Path
     assert "only A right 2, only B right 0" in compared.stdout
     pooled_self = run(project, *compare, "--cross-validation", "cv3", "cv3", env=env)
     assert "on 30 photos" in pooled_self.stdout  # every photo of the three folds, from the pooled file
+
+
+def test_queue_only_queues_every_fold_and_runs_none(tmp_path: Path, archive: Archive) -> None:
+    env = GIT_USER | {"HOME": str(tmp_path / "home")}
+    project = make_project(tmp_path / "repo", archive)
+    update_params(project, {"train": TINY_TRAIN})
+    git_repo(project, env)
+    commit_all(project, env)
+    crossval = (sys.executable, "-m", "clothing.commands.crossval", "--folds", "3", "--name", "later")
+    run(project, *crossval, "--queue-only", "-S", "train.seed=3", env=env)
+    queued = run(project, "dvc", "queue", "status", env=env).stdout
+    assert [line.split()[1] for line in queued.splitlines() if "Queued" in line] == [f"later-fold{k}" for k in range(3)]
+    assert not (project / "metrics/cv").exists() and not (project / "models").exists()
+    run(project, "dvc", "queue", "remove", "--all", env=env)

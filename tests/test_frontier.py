@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import GIT_USER, TINY_TRAIN, Archive, commit_all, git_repo, make_project, run, update_params
+from conftest import GIT_USER, TINY_TRAIN, Archive, commit_all, error_line, git_repo, make_project, run, update_params
 
-from clothing.commands.experiments import experiment_ref, file_at
-from clothing.commands.frontier import _from_cache, pareto, with_pareto_flags
+from clothing.commands.experiments import experiment_ref, file_at, from_cache
+from clothing.commands.frontier import pareto, with_pareto_flags
 from clothing.errors import PipelineError
 from clothing.files import read_table
 
@@ -71,7 +71,7 @@ def test_outputs_are_found_in_a_shared_cache(tmp_path: Path, monkeypatch) -> Non
     blob = shared / "files/md5/ab" / ("c" * 30)
     blob.parent.mkdir(parents=True)
     blob.write_bytes(b"an int8 model")
-    assert _from_cache("ab" + "c" * 30, "", "point") == blob
+    assert from_cache("ab" + "c" * 30, "", "point") == blob
 
 
 def test_a_named_revision_resolves_from_the_committed_file_where_git_has_no_such_tag(
@@ -90,3 +90,35 @@ def test_a_named_revision_resolves_from_the_committed_file_where_git_has_no_such
     (tmp_path / "metrics/revisions.json").unlink()
     with pytest.raises(PipelineError, match=r"no metrics/eval\.json at old-run"):
         file_at("old-run", "metrics/eval.json")
+
+
+def test_added_points_are_timed_beside_an_anchor_and_their_latency_labelled_an_estimate(
+    tmp_path: Path, archive: Archive
+) -> None:
+    env = GIT_USER | {"HOME": str(tmp_path / "home")}
+    project = make_project(tmp_path / "repo", archive)
+    update_params(project, {"train": TINY_TRAIN, "quantize": {"variants": ["int8"], "latency_runs": 5}})
+    git_repo(project, env)
+    run(project, "dvc", "repro", "evaluate", "quantize", "analyze_complexity", env=env)
+    commit_all(project, env)
+    run(project, sys.executable, "-m", "clothing.commands.frontier", "HEAD", "--runs", "5", env=env)
+    # As if the committed table had been timed on a CPU three times slower than this one.
+    committed = read_table(project / "metrics/frontier.csv", text_columns=("point", "backbone", "cpu"))
+    committed["int8_ms_1_thread"] *= 3
+    committed.assign(cpu="Another CPU").to_csv(project / "metrics/frontier.csv", index=False)
+    commit_all(project, env)
+    run(project, "dvc", "exp", "run", "-n", "bigger", "-S", "train.image_size=48", "evaluate", "quantize",
+        "analyze_complexity", env=env)  # fmt: skip
+    add = (sys.executable, "-m", "clothing.commands.frontier", "--add", "bigger", "--runs", "20")
+    run(project, *add, env=env)
+
+    table = read_table(project / "metrics/frontier.csv", text_columns=("point", "backbone", "cpu")).set_index("point")
+    assert list(table.index) == ["HEAD", "bigger"]
+    assert table["int8_ms_estimated"].tolist() == [False, True]
+    assert table.loc["HEAD", "cpu"] == "Another CPU" and table.loc["bigger", "cpu"] != "Another CPU"
+    # The estimate: the time measured here, scaled by the anchor's time in the table over its time here.
+    bigger = table.loc["bigger"]  # (the table's columns are text where the old rows have no value)
+    scale = float(table.loc["HEAD", "int8_ms_1_thread"]) / float(bigger["anchor_ms_here"])
+    assert float(bigger["int8_ms_1_thread"]) == pytest.approx(float(bigger["int8_ms_here"]) * scale, abs=0.001)
+    again = run(project, *add, env=env, check=False)
+    assert "already has bigger" in error_line(again)

@@ -1,10 +1,12 @@
 """K-fold cross-validation: one DVC experiment per fold, then one summary of them all.
 
-    python -m clothing.commands.crossval --folds 5 [--name cv5] [-S key=value ...] [--summary-only]
+    python -m clothing.commands.crossval --folds 5 [--name cv5] [-S key=value ...] [--queue-only | --summary-only]
 
 Fold k is the pipeline up to evaluate with ``split.folds=K`` and ``split.fold=k`` (and
 the ``-S`` values given), queued as the experiment ``{name}-fold{k}``; then DVC's queue
-runs (``dvc exp run --run-all``: every queued experiment, one after another). Each fold's
+runs (``dvc exp run --run-all``: every queued experiment, one after another). With
+``--queue-only`` the folds are queued and nothing runs (a worker already running takes
+them, or ``dvc queue start``); ``--summary-only`` then summarises them. Each fold's
 test split is a different fifth (for K = 5) of the photos, so every photo is scored once,
 by the model that did not train on it.
 
@@ -44,12 +46,11 @@ from clothing.files import write_csv, write_json
 OUT = Path("metrics/cv")
 
 
-def queue_and_run(name: str, folds: int, settings: list[str]) -> None:
+def queue(name: str, folds: int, settings: list[str]) -> None:
     sets = [arg for setting in settings for arg in ("-S", setting)]
     for fold in range(folds):
         split = ["-S", f"split.folds={folds}", "-S", f"split.fold={fold}"]
         _dvc("exp", "run", "--queue", "--force", "--name", f"{name}-fold{fold}", *split, *sets, "evaluate")
-    _dvc("exp", "run", "--run-all")
 
 
 def summarize(name: str, folds: int) -> tuple[dict, pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
@@ -120,17 +121,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--name", help="experiment and file name prefix (default: cv{folds})")
     parser.add_argument("-S", "--set-param", dest="settings", action="append", default=[], metavar="KEY=VALUE")
-    parser.add_argument("--summary-only", action="store_true", help="summarize experiments that already ran")
+    only = parser.add_mutually_exclusive_group()
+    only.add_argument("--queue-only", action="store_true", help="queue the folds; run nothing")
+    only.add_argument("--summary-only", action="store_true", help="summarize experiments that already ran")
     args = parser.parse_args(argv)
     if args.folds < 2:
         parser.error("--folds must be 2 or more")
     name = args.name or f"cv{args.folds}"
+    if args.queue_only:
+        return exit_code(lambda: queue(name, args.folds, args.settings))
     return exit_code(lambda: cross_validate(name, args.folds, args.settings, args.summary_only))
 
 
 def cross_validate(name: str, folds: int, settings: list[str], summary_only: bool) -> None:
     if not summary_only:
-        queue_and_run(name, folds, settings)
+        queue(name, folds, settings)
+        _dvc("exp", "run", "--run-all")
     summary, by_fold, predictions, probabilities, by_class = summarize(name, folds)
     write_run(name, summary | {"settings": settings}, by_fold, predictions, probabilities, by_class)
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 import io
 import json
 import subprocess
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 
 import pandas as pd
+import yaml
 
 from clothing.errors import PipelineError
 from clothing.files import read_table
@@ -55,3 +57,36 @@ def experiment_ref(name: str) -> str:
 
 def _git(*args: str) -> str:
     return subprocess.run(["git", *args], capture_output=True, text=True).stdout
+
+
+def cached_output(point: str, path: str) -> Path:
+    """An output of ``point``'s run, from the DVC cache by the hash its ``dvc.lock`` recorded."""
+    lock = yaml.safe_load(file_at(point, "dvc.lock"))
+    for stage in lock["stages"].values():
+        for out in stage.get("outs", []):
+            if path == out["path"] or path.startswith(out["path"] + "/"):
+                return from_cache(out["md5"], path.removeprefix(out["path"]).lstrip("/"), point)
+    raise PipelineError(f"{point}: no output {path} in its dvc.lock")
+
+
+def cache_files() -> Path:
+    """Where this repository's DVC cache keeps files: DVC says, since a shared cache (dvc cache dir) moves it."""
+    shown = subprocess.run([sys.executable, "-m", "dvc", "cache", "dir"], capture_output=True, text=True)
+    if shown.returncode != 0:
+        raise PipelineError(f"dvc cache dir failed: {(shown.stderr.strip().splitlines() or ['no output'])[-1]}")
+    return Path(shown.stdout.strip()) / "files/md5"
+
+
+def from_cache(md5: str, inside: str, point: str) -> Path:
+    cache = cache_files()
+
+    def blob(digest: str) -> Path:
+        found = cache / digest[:2] / digest[2:]
+        if not found.is_file():
+            raise PipelineError(f"{point}: {found} is not in this machine's DVC cache (dvc pull, or rerun it)")
+        return found
+
+    if not md5.endswith(".dir"):
+        return blob(md5)
+    entries = json.loads(blob(md5).read_text())
+    return blob(next(entry["md5"] for entry in entries if entry["relpath"] == inside))

@@ -10,13 +10,20 @@ for the download size, and timed for one photo on one thread here, all points in
 process, so the latencies compare. Each point is also compared with the reference on the
 same test photos (:mod:`clothing.commands.compare`): a difference whose 95 % interval includes 0 is
 labelled noise. Writes ``metrics/frontier.csv`` and ``metrics/frontier.png``.
+
+    python -m clothing.commands.frontier --add POINT ... [--anchor HEAD]
+
+adds points to the committed frontier when its other models cannot be timed again here
+(another kind of CPU, or their models not in this cache). Each new int8 model is timed in
+this run beside the anchor's (a point of the table), and its latency on the table's CPU
+is *estimated* by the anchor's ratio: the row says so (``int8_ms_estimated``) and keeps
+what was measured here (``int8_ms_here``, the anchor's ``anchor_ms_here``, ``cpu``).
 """
 
 from __future__ import annotations
 
 import gzip
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -28,9 +35,9 @@ from clothing.analysis.latency import single_image_latency
 from clothing.analysis.metrics import BootstrapParams, bootstrap_intervals, bootstrap_params, encoded
 from clothing.commands import command_parser
 from clothing.commands.compare import paired_comparison, predictions_at
-from clothing.commands.experiments import file_at
+from clothing.commands.experiments import cached_output, file_at
 from clothing.errors import PipelineError, exit_code
-from clothing.files import write_csv
+from clothing.files import read_table, write_csv
 from clothing.system import cpu_description
 
 CSV, PNG = Path("metrics/frontier.csv"), Path("metrics/frontier.png")
@@ -80,39 +87,6 @@ def measure(point: str, reference: pd.DataFrame, bootstrap: BootstrapParams, war
         "vs_reference_high": versus["difference_ci95"][1],
         "vs_reference_noise": versus["difference_ci95"][0] <= 0 <= versus["difference_ci95"][1],
     }
-
-
-def cached_output(point: str, path: str) -> Path:
-    """An output of ``point``'s run, from the DVC cache by the hash its ``dvc.lock`` recorded."""
-    lock = yaml.safe_load(file_at(point, "dvc.lock"))
-    for stage in lock["stages"].values():
-        for out in stage.get("outs", []):
-            if path == out["path"] or path.startswith(out["path"] + "/"):
-                return _from_cache(out["md5"], path.removeprefix(out["path"]).lstrip("/"), point)
-    raise PipelineError(f"{point}: no output {path} in its dvc.lock")
-
-
-def cache_files() -> Path:
-    """Where this repository's DVC cache keeps files: DVC says, since a shared cache (dvc cache dir) moves it."""
-    shown = subprocess.run([sys.executable, "-m", "dvc", "cache", "dir"], capture_output=True, text=True)
-    if shown.returncode != 0:
-        raise PipelineError(f"dvc cache dir failed: {(shown.stderr.strip().splitlines() or ['no output'])[-1]}")
-    return Path(shown.stdout.strip()) / "files/md5"
-
-
-def _from_cache(md5: str, inside: str, point: str) -> Path:
-    cache = cache_files()
-
-    def blob(digest: str) -> Path:
-        found = cache / digest[:2] / digest[2:]
-        if not found.is_file():
-            raise PipelineError(f"{point}: {found} is not in this machine's DVC cache (dvc pull, or rerun it)")
-        return found
-
-    if not md5.endswith(".dir"):
-        return blob(md5)
-    entries = json.loads(blob(md5).read_text())
-    return blob(next(entry["md5"] for entry in entries if entry["relpath"] == inside))
 
 
 def int8_latency(model: Path, warmup: int, runs: int) -> float:
@@ -166,7 +140,9 @@ def plot(table: pd.DataFrame, cpu: str, path: Path) -> None:
         axes.set_ylabel(f"test accuracy{' (95 % interval)' if keras_model else ', int8 model'}")
         for _, row in table.iterrows():
             where = (row[cost], row[column])
-            axes.annotate(row["point"], where, fontsize=7, xytext=(4, 4), textcoords="offset points")
+            estimated = cost == "int8_ms_1_thread" and bool(row.get("int8_ms_estimated", False))
+            name = f"{row['point']} (estimate)" if estimated else row["point"]
+            axes.annotate(name, where, fontsize=7, xytext=(4, 4), textcoords="offset points")
         axes.set(xlabel=label, xscale="log")
         axes.legend(loc="lower right")
     figure.suptitle("Accuracy against cost: each point a DVC experiment")
@@ -177,9 +153,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = command_parser("python -m clothing.commands.frontier", __doc__)
     parser.add_argument("points", nargs="*", default=FRONTIER_POINTS, help="experiment names or revisions")
     parser.add_argument("--reference", help="the point the others are compared with (default: the first)")
+    parser.add_argument("--add", nargs="+", metavar="POINT", help="add these points to the committed frontier")
+    parser.add_argument("--anchor", default="HEAD", help="with --add: the point timed again beside them")
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--runs", type=int, default=200)
     args = parser.parse_args(argv)
+    if args.add:
+        return exit_code(lambda: add_points(args.add, args.anchor, args.reference, args.warmup, args.runs))
     return exit_code(lambda: frontier(args.points, args.reference or args.points[0], args.warmup, args.runs))
 
 
@@ -194,6 +174,37 @@ def frontier(points: list[str], reference_point: str, warmup: int, runs: int) ->
     write_csv(CSV, table)
     plot(table, cpu["model"], PNG)
     print(table.drop(columns="cpu").to_string(index=False))
+
+
+def add_points(points: list[str], anchor: str, reference_point: str | None, warmup: int, runs: int) -> None:
+    """The committed frontier with ``points`` measured and appended, their latency estimated via ``anchor``."""
+    committed = read_table(CSV, text_columns=("point", "backbone", "cpu")).set_index("point", drop=False)
+    if anchor not in committed.index:
+        raise PipelineError(f"{CSV}: no point {anchor} to time the new points beside")
+    if clash := sorted(set(points) & set(committed.index)):
+        raise PipelineError(f"{CSV}: already has {', '.join(clash)}")
+    reference = predictions_at(reference_point or committed["point"].iloc[0])
+    rows = [measure(point, reference, bootstrap_params(), warmup, runs) for point in points]
+    anchor_here = int8_latency(cached_output(anchor, INT8), warmup, runs)
+    scale = float(committed.loc[anchor, "int8_ms_1_thread"]) / round(anchor_here, 3)
+    cpu = cpu_description()
+    for row in rows:
+        row |= {
+            "int8_ms_here": row["int8_ms_1_thread"],
+            "anchor_ms_here": round(anchor_here, 3),  # estimate = ms here x the anchor's ms in the table / this
+            "int8_ms_1_thread": round(row["int8_ms_1_thread"] * scale, 3),
+            "int8_ms_estimated": True,
+            "cpu": f"{cpu['model']} ({', '.join(cpu['extensions'])})",
+        }
+    added = pd.DataFrame(rows)
+    print(f"{anchor}: {anchor_here:.3f} ms here against {committed.loc[anchor, 'int8_ms_1_thread']} ms in the table")
+    before = committed.reset_index(drop=True)
+    if "int8_ms_estimated" not in before:  # a frontier timed in one run: every latency measured
+        before["int8_ms_estimated"] = False
+    table = with_pareto_flags(pd.concat([before, added], ignore_index=True))
+    write_csv(CSV, table)
+    plot(table, str(before["cpu"].iloc[0]).split(" (")[0], PNG)
+    print(added.to_string(index=False))
 
 
 if __name__ == "__main__":

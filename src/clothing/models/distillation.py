@@ -1,0 +1,93 @@
+"""Knowledge distillation: a student trained on the labels and on its teachers' softened probabilities.
+
+The teachers are trained classifiers kept under ``teachers/<name>/`` (one ``fold<k>/`` per
+fold of a cross-validation run), each with ``photos.csv``, the photos it trained or was
+validated on (``python -m clothing.commands.teachers`` writes them). The teach stage scores
+every augmented view the student trains on with each teacher, at the teacher's own input
+size, and averages the teachers; train reads that file. A teacher that learned from any
+photo of the run's test split is refused: the student would learn those photos' answers.
+
+The loss is Hinton et al.'s (2015): ``(1 - weight)`` x cross-entropy with the (smoothed)
+labels + ``weight`` x temperature² x cross-entropy between the teacher's and the student's
+probabilities, both softened by the temperature. The student's softened probabilities
+come from its softmax output (softmax(log p / T) is p^(1/T), normalised), so the model
+keeps its one softmax output and saves, converts and serves as any other.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+from pydantic import Field, PositiveFloat
+
+from clothing.errors import PipelineError
+from clothing.files import read_table
+from clothing.params import Section
+from clothing.tf import keras, tf
+
+TEACHERS = Path("teachers")
+PHOTOS = "photos.csv"  # the image names a teacher trained or was validated on
+
+
+class DistillParams(Section):
+    teachers: list[str]  # folder names under teachers/; empty: no distillation
+    weight: Annotated[float, Field(ge=0, le=1)]  # share of the loss that is the teachers'
+    temperature: PositiveFloat
+
+
+def teacher_folder(name: str, fold: int | None) -> Path:
+    """``teachers/<name>/fold<k>`` in fold k of a cross-validation, else ``teachers/<name>``."""
+    folder = TEACHERS / name
+    if fold is not None and (folder / f"fold{fold}").is_dir():
+        folder = folder / f"fold{fold}"
+    if not (folder / "model.keras").is_file():
+        make = f"python -m clothing.commands.teachers {name} --from EXPERIMENT_OR_CV_RUN"
+        raise PipelineError(f"{folder}: no teacher model.keras here ({make} makes one)")
+    return folder
+
+
+def refuse_leaks(folder: Path, test_images: set[str]) -> None:
+    """One clear error if the teacher in ``folder`` trained or was validated on a photo of the test split."""
+    photos = folder / PHOTOS
+    if not photos.is_file():
+        raise PipelineError(f"{folder}: no {PHOTOS}, so it cannot be checked against the test split: refused")
+    seen = set(read_table(photos)["image"]) & test_images
+    if seen:
+        example = sorted(seen)[0]
+        raise PipelineError(
+            f"{folder}: this teacher learned from {len(seen)} photos of this run's test split (e.g. {example}): "
+            "its answers would leak them into the student; use a teacher trained without them (the same fold)"
+        )
+
+
+def softened(probabilities: np.ndarray, temperature: float) -> np.ndarray:
+    """softmax(log p / T): the distribution the logits divided by T give."""
+    scaled = np.log(np.clip(probabilities, 1e-7, 1.0)) / temperature
+    scaled = np.exp(scaled - scaled.max(axis=-1, keepdims=True))
+    return (scaled / scaled.sum(axis=-1, keepdims=True)).astype(np.float32)
+
+
+def distillation_loss(n_classes: int, p: DistillParams, label_smoothing: float) -> keras.losses.Loss:
+    """The loss of targets laid out as [one-hot label | teacher's softened probabilities]."""
+    weight, temperature = p.weight, p.temperature
+
+    def loss(targets: tf.Tensor, predicted: tf.Tensor) -> tf.Tensor:
+        labels, teacher = targets[:, :n_classes], targets[:, n_classes:]
+        scaled = tf.math.log(tf.clip_by_value(predicted, 1e-7, 1.0)) / temperature
+        student = tf.nn.softmax(scaled)
+        taught = keras.losses.categorical_crossentropy(teacher, student)
+        hard = keras.losses.categorical_crossentropy(labels, predicted, label_smoothing=label_smoothing)
+        return (1 - weight) * hard + weight * temperature**2 * taught
+
+    return loss
+
+
+def label_accuracy(n_classes: int) -> keras.metrics.Metric:
+    """Accuracy against the label part of [label | teacher] targets, named as Keras' own."""
+
+    def accuracy(targets: tf.Tensor, predicted: tf.Tensor) -> tf.Tensor:
+        return keras.metrics.categorical_accuracy(targets[:, :n_classes], predicted)
+
+    return keras.metrics.MeanMetricWrapper(accuracy, name="accuracy")

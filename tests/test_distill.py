@@ -1,0 +1,122 @@
+"""Knowledge distillation on the tiny dataset: the teach stage, the loss, the leakage refusal, the teachers command."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import CLASSES, TINY_TRAIN, error_line, quick_copy, run, stage, update_params
+
+from clothing.errors import PipelineError
+from clothing.models.classifier import ModelInfo, save_classifier
+from clothing.models.distillation import DistillParams, distillation_loss, refuse_leaks, softened, teacher_folder
+from clothing.tf import keras
+
+LABELS = sorted(CLASSES)
+
+
+def always_first_class(folder: Path, photos: list[str], classes: list[str] = LABELS) -> None:
+    """A teacher that gives the first class 0.99 whatever the photo."""
+    inputs = keras.Input((32, 32, 3))
+    pooled = keras.layers.GlobalAveragePooling2D()(inputs)
+    bias = keras.initializers.Constant([6.0] + [0.0] * (len(classes) - 1))
+    dense = keras.layers.Dense(len(classes), "softmax", kernel_initializer="zeros", bias_initializer=bias)
+    save_classifier(keras.Model(inputs, dense(pooled)), ModelInfo(classes, "baseline_cnn", 32), folder / "model.keras")
+    pd.DataFrame({"image": photos}).to_csv(folder / "photos.csv", index=False)
+
+
+@pytest.fixture()
+def tiny(project: Path) -> Path:
+    update_params(project, {"train": TINY_TRAIN})
+    run(project, "dvc", "init", "--no-scm", "-q")
+    run(project, "dvc", "repro", "split")
+    return project
+
+
+def split_images(project: Path, name: str) -> list[str]:
+    return pd.read_csv(project / f"data/split/{name}.csv")["image"].tolist()
+
+
+def distil_from(project: Path, teacher: str, weight: float) -> None:
+    distill = {"teachers": [teacher], "weight": weight, "temperature": 1.0}
+    update_params(project, {"train": TINY_TRAIN | {"distill": distill}})
+
+
+def test_a_student_taught_by_a_teacher_that_always_says_class_0_predicts_class_0(tiny: Path) -> None:
+    always_first_class(tiny / "teachers/first", split_images(tiny, "train") + split_images(tiny, "val"))
+    distil_from(tiny, "first", weight=1.0)
+    run(tiny, "dvc", "repro", "evaluate")
+    taught = json.loads((tiny / "data/teacher/teacher.json").read_text())
+    answers = np.load(tiny / "data/teacher/probabilities.npy")
+    assert answers.shape == (TINY_TRAIN["augment"]["views"], len(taught["images"]), len(LABELS))
+    assert taught["teachers"] == ["teachers/first"]
+    predicted = pd.read_csv(tiny / "metrics/eval/predictions.csv")["predicted"]
+    assert set(predicted) == {LABELS[0]}
+
+
+def test_a_teacher_that_saw_a_test_photo_is_refused_and_writes_nothing(tiny: Path) -> None:
+    leaked = split_images(tiny, "test")[:1]
+    always_first_class(tiny / "teachers/leaky", split_images(tiny, "train") + leaked)
+    distil_from(tiny, "leaky", weight=0.5)
+    failed = stage(tiny, "teach", check=False)
+    assert "learned from 1 photos of this run's test split" in error_line(failed)
+    assert leaked[0] in error_line(failed)
+    assert not (tiny / "data/teacher/probabilities.npy").exists()
+
+
+def test_a_teacher_of_other_classes_or_without_its_photos_is_refused(tiny: Path) -> None:
+    always_first_class(tiny / "teachers/other", split_images(tiny, "train"), classes=["Hat", "Skirt"])
+    distil_from(tiny, "other", weight=0.5)
+    assert "are not train's" in error_line(stage(tiny, "teach", check=False))
+    (tiny / "teachers/other/photos.csv").unlink()
+    assert "cannot be checked against the test split" in error_line(stage(tiny, "teach", check=False))
+
+
+def test_without_teachers_train_learns_from_the_labels_and_teach_writes_an_empty_file(trained: Path) -> None:
+    assert np.load(trained / "data/teacher/probabilities.npy").size == 0
+    predicted = pd.read_csv(trained / "metrics/eval/predictions.csv")["predicted"]
+    assert len(set(predicted)) > 1
+
+
+def test_a_cross_validation_fold_takes_its_own_fold_teacher(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    for fold in ("fold0", "fold1"):
+        (tmp_path / "teachers/cv" / fold).mkdir(parents=True)
+        (tmp_path / "teachers/cv" / fold / "model.keras").write_bytes(b"")
+    assert teacher_folder("cv", 1) == Path("teachers/cv/fold1")
+    with pytest.raises(PipelineError, match=r"no teacher model\.keras"):
+        teacher_folder("cv", None)
+    (tmp_path / "teachers/cv/fold1/photos.csv").write_text("image\na\nb\n")
+    with pytest.raises(PipelineError, match="learned from 1 photos"):
+        refuse_leaks(Path("teachers/cv/fold1"), {"b", "c"})
+
+
+def test_the_loss_is_the_labels_at_weight_0_and_the_teacher_at_weight_1() -> None:
+    labels = np.array([[1.0, 0.0, 0.0]], np.float32)
+    teacher = np.array([[0.2, 0.7, 0.1]], np.float32)
+    student = np.array([[0.5, 0.3, 0.2]], np.float32)
+    targets = np.concatenate([labels, softened(teacher, 2.0)], axis=1)
+
+    def loss(weight: float) -> float:
+        objective = distillation_loss(3, DistillParams(teachers=["t"], weight=weight, temperature=2.0), 0.0)
+        return float(np.mean(objective(targets, student)))
+
+    assert loss(0.0) == pytest.approx(-np.log(0.5), rel=1e-5)
+    soft_student = softened(student, 2.0)
+    assert loss(1.0) == pytest.approx(4 * -np.sum(softened(teacher, 2.0) * np.log(soft_student)), rel=1e-5)
+    np.testing.assert_allclose(softened(teacher, 1.0), teacher, rtol=1e-5)
+    assert softened(teacher, 2.0).max() < teacher.max()  # a higher temperature flattens
+
+
+def test_the_teachers_command_keeps_a_run_s_model_and_the_photos_it_learned_from(trained: Path, tmp_path: Path) -> None:
+    project = quick_copy(trained, tmp_path / "project")
+    run(project, sys.executable, "-m", "clothing.commands.teachers", "mine", "--from", "workspace")
+    kept = project / "teachers/mine"
+    assert (kept / "model.keras").read_bytes() == (project / "models/model.keras").read_bytes()
+    photos = set(pd.read_csv(kept / "photos.csv")["image"])
+    assert photos == set(split_images(project, "train")) | set(split_images(project, "val"))
+    assert (project / "teachers/mine.dvc").is_file()
