@@ -20,11 +20,10 @@ from clothing.data.images import load_images
 from clothing.errors import PipelineError, run_stage
 from clothing.files import atomic_file, read_table, write_json
 from clothing.models.classifier import load_classifier
-from clothing.models.distillation import DistillParams, refuse_leaks, teacher_folder
+from clothing.models.distillation import ANSWERS, DistillParams, made_for, refuse_leaks, teacher_folder
 from clothing.params import Section, load_section
 
 SPLIT = Path("data/split")
-OUT = Path("data/teacher")
 
 
 class TeachParams(Section):
@@ -58,10 +57,11 @@ def main() -> None:
         for view in tqdm(views, desc=f"{folder} on each view"):
             answers[view] += teacher.predict(augmented(images, view, p.augment, p.seed)) / len(folders)
 
-    with atomic_file(OUT / "probabilities.npy") as tmp, tmp.open("wb") as file:
+    with atomic_file(ANSWERS / "probabilities.npy") as tmp, tmp.open("wb") as file:
         np.save(file, answers)  # (views, training photos in train.csv's order, classes)
-    write_json(OUT / "teacher.json", {
-        "teachers": [str(folder) for folder in folders],
+    write_json(ANSWERS / "teacher.json", {
+        "made_for": made_for(p.distill.teachers, p.augment, p.seed),
+        "folders": [str(folder) for folder in folders],
         "images": train["image"].tolist(),
         "classes": classes,
     })  # fmt: skip

@@ -36,7 +36,7 @@ from clothing.files import read_table, write_json
 from clothing.models.backbones import BACKBONES, BackboneName
 from clothing.models.classifier import ModelInfo, class_indices, save_classifier
 from clothing.models.clustering import clusterable_copy, clustered_layers, distinct_values, stripped
-from clothing.models.distillation import DistillParams, distillation_loss, label_accuracy, softened
+from clothing.models.distillation import DistillParams, distillation_loss, label_accuracy, load_answers, made_for
 from clothing.models.networks import build_backbone, split_at_fraction
 from clothing.models.pruning import copy_weights, prunable_copy, pruning_step, sparsity_of
 from clothing.models.thinning import thinned
@@ -49,7 +49,6 @@ WEIGHTS = Path("models/weights")
 MODEL = Path("models/model.keras")
 CURVES = Path("metrics/train")
 TIMING = Path("metrics/timing/train.json")
-TEACHER = Path("data/teacher")
 Rate = Annotated[float, Field(ge=0, lt=1)]
 
 
@@ -121,6 +120,7 @@ def main() -> None:
     classes = sorted(train["label"].unique())
     y_train = class_indices(train["label"], classes, str(SPLIT / "train.csv"))
     y_val = class_indices(val["label"], classes, f"{SPLIT / 'val.csv'} (classes are those of train.csv)")
+    teacher = teacher_answers(p, train["image"].tolist(), classes)  # checked before minutes of work
 
     weights = starting_weights(p.backbone)
     backbone = build_backbone(p.backbone, p.image_size, weights and WEIGHTS / weights["file"])
@@ -141,7 +141,6 @@ def main() -> None:
 
     head = classifier_head(top, len(classes), p.dropout)
     per_class = class_weights(y_train, len(classes)) if p.class_weighting else None
-    teacher = teacher_answers(p.distill, train["image"].tolist(), classes)
     data = CachedViews(views, y_train, len(classes), p.batch_size, p.seed, per_class, teacher)
     validation = (val_features, data.targets_of(y_val))
     objective = Objective.of(p, len(classes))
@@ -290,14 +289,12 @@ class Objective:
         return cls(distillation_loss(n_classes, p.distill, p.label_smoothing), label_accuracy(n_classes))
 
 
-def teacher_answers(p: DistillParams, images: list[str], classes: list[str]) -> np.ndarray | None:
+def teacher_answers(p: TrainParams, images: list[str], classes: list[str]) -> np.ndarray | None:
     """The teach stage's probabilities for each view of each training photo, softened; None without teachers."""
-    if not p.teachers:
+    if not p.distill.teachers:
         return None
-    record = json.loads((TEACHER / "teacher.json").read_text())
-    if record["images"] != images or record["classes"] != classes:
-        raise PipelineError(f"{TEACHER}: made for other training photos or classes: run the teach stage")
-    return softened(np.load(TEACHER / "probabilities.npy"), p.temperature)
+    expected = made_for(p.distill.teachers, p.augment, p.seed)
+    return load_answers(expected, images, classes, len(view_numbers(p.augment)), p.distill.temperature)
 
 
 def class_weights(labels: np.ndarray, n_classes: int) -> np.ndarray:
@@ -353,9 +350,9 @@ class CachedViews(keras.utils.Sequence):
         return batch if self.weights is None else (*batch, self.weights[rows])
 
     def targets_of(self, labels: np.ndarray) -> np.ndarray:
-        """Targets for photos the teachers did not score (validation): the label in both parts."""
+        """Targets for photos the teachers did not score (validation): zeros in the teachers' part."""
         targets = keras.utils.to_categorical(labels, self.n_classes)
-        return targets if self.teacher is None else np.concatenate([targets, targets], axis=1)
+        return targets if self.teacher is None else np.concatenate([targets, np.zeros_like(targets)], axis=1)
 
     def on_epoch_end(self) -> None:
         self.epoch += 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -11,21 +12,37 @@ import pandas as pd
 import pytest
 from conftest import CLASSES, TINY_TRAIN, error_line, quick_copy, run, stage, update_params
 
+from clothing.data.augment import AugmentParams, augmented
 from clothing.errors import PipelineError
 from clothing.models.classifier import ModelInfo, save_classifier
-from clothing.models.distillation import DistillParams, distillation_loss, refuse_leaks, softened, teacher_folder
-from clothing.tf import keras
+from clothing.models.distillation import (
+    DistillParams,
+    distillation_loss,
+    load_answers,
+    made_for,
+    refuse_leaks,
+    softened,
+    teacher_folder,
+)
+from clothing.tf import keras, tf
 
 LABELS = sorted(CLASSES)
 
 
 def always_first_class(folder: Path, photos: list[str], classes: list[str] = LABELS) -> None:
     """A teacher that gives the first class 0.99 whatever the photo."""
+    bias = [6.0] + [0.0] * (len(classes) - 1)
+    save_teacher(folder, photos, np.zeros((3, len(classes))), bias, classes)
+
+
+def save_teacher(folder: Path, photos: list[str], kernel: np.ndarray, bias: list[float], classes: list[str]) -> None:
+    """A teacher whose logits are ``kernel`` x the photo's mean colour (0 to 1) + ``bias``."""
     inputs = keras.Input((32, 32, 3))
     pooled = keras.layers.GlobalAveragePooling2D()(inputs)
-    bias = keras.initializers.Constant([6.0] + [0.0] * (len(classes) - 1))
-    dense = keras.layers.Dense(len(classes), "softmax", kernel_initializer="zeros", bias_initializer=bias)
-    save_classifier(keras.Model(inputs, dense(pooled)), ModelInfo(classes, "baseline_cnn", 32), folder / "model.keras")
+    dense = keras.layers.Dense(len(classes), "softmax")
+    model = keras.Model(inputs, dense(pooled))
+    dense.set_weights([kernel.astype(np.float32), np.array(bias, np.float32)])
+    save_classifier(model, ModelInfo(classes, "baseline_cnn", 32), folder / "model.keras")
     pd.DataFrame({"image": photos}).to_csv(folder / "photos.csv", index=False)
 
 
@@ -53,9 +70,36 @@ def test_a_student_taught_by_a_teacher_that_always_says_class_0_predicts_class_0
     taught = json.loads((tiny / "data/teacher/teacher.json").read_text())
     answers = np.load(tiny / "data/teacher/probabilities.npy")
     assert answers.shape == (TINY_TRAIN["augment"]["views"], len(taught["images"]), len(LABELS))
-    assert taught["teachers"] == ["teachers/first"]
+    assert taught["folders"] == ["teachers/first"] and taught["made_for"]["teachers"] == ["first"]
     predicted = pd.read_csv(tiny / "metrics/eval/predictions.csv")["predicted"]
     assert set(predicted) == {LABELS[0]}
+
+
+def test_the_teachers_answers_reach_the_photos_they_were_made_for(tiny: Path) -> None:
+    """Taught by a teacher that names each photo's class by its colour, and not by the labels (weight 1):
+    the student gets the training photos right only if each answer reaches its own photo and view."""
+    kernel = np.zeros((3, len(LABELS)))
+    for name, rgb in CLASSES.items():
+        kernel[int(np.argmax(rgb)), LABELS.index(name)] = 20.0  # the class's dominant channel
+    save_teacher(tiny / "teachers/colours", split_images(tiny, "train"), kernel, [0.0] * len(LABELS), LABELS)
+    distil_from(tiny, "colours", weight=1.0)
+    run(tiny, "dvc", "repro", "evaluate")
+    # Accuracy against the labels it never trained on, over 24 photos x 3 views: chance is 1/3.
+    assert json.loads((tiny / "metrics/train.json").read_text())["train_accuracy"] >= 0.9
+
+
+def test_a_view_is_the_same_zoom_shift_and_turn_at_the_teachers_size() -> None:
+    """teach draws the student's views at the teacher's input size: the same geometry, another resolution."""
+    rng = np.random.default_rng(0)
+    small = rng.integers(0, 255, (4, 8, 8, 3)).astype(np.float32)
+    large = np.repeat(np.repeat(small, 4, axis=1), 4, axis=2)  # the same photos at 32 px
+    augment = AugmentParams(enabled=True, views=4, strength=1.0)
+    for view in range(4):
+        at_32 = tf.image.resize(augmented(large, view, augment, seed=5), (16, 16)).numpy()
+        at_16 = augmented(tf.image.resize(large, (16, 16)).numpy(), view, augment, seed=5)
+        other = augmented(tf.image.resize(large, (16, 16)).numpy(), view, augment, seed=6)
+        same, different = (np.corrcoef(at_32.ravel(), x.ravel())[0, 1] for x in (at_16, other))
+        assert same > 0.8 and (view < 2 or different < same - 0.1), (view, same, different)
 
 
 def test_a_teacher_that_saw_a_test_photo_is_refused_and_writes_nothing(tiny: Path) -> None:
@@ -120,3 +164,35 @@ def test_the_teachers_command_keeps_a_run_s_model_and_the_photos_it_learned_from
     photos = set(pd.read_csv(kept / "photos.csv")["image"])
     assert photos == set(split_images(project, "train")) | set(split_images(project, "val"))
     assert (project / "teachers/mine.dvc").is_file()
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [(["", "--from", "x"], "plain folder name"), (["cv", "--from", "x", "--folds", "1"], "--folds must be 2")],
+)
+def test_the_teachers_command_refuses_bad_names_and_fold_counts(tmp_path: Path, arguments, message) -> None:
+    command = [sys.executable, "-m", "clothing.commands.teachers", *arguments]
+    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode != 0 and message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_repeated_or_path_teacher_names_are_refused() -> None:
+    with pytest.raises(ValueError, match="named twice"):
+        DistillParams(teachers=["a", "a"], weight=0.5, temperature=2.0)
+    with pytest.raises(ValueError, match="plain folder name"):
+        DistillParams(teachers=["../a"], weight=0.5, temperature=2.0)
+
+
+def test_answers_made_for_another_seed_or_shape_are_refused(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    augment = AugmentParams(enabled=True, views=2, strength=1.0)
+    made = made_for(["t"], augment, seed=1)
+    (tmp_path / "data/teacher").mkdir(parents=True)
+    record = {"made_for": made, "images": ["a"], "classes": ["x", "y"]}
+    (tmp_path / "data/teacher/teacher.json").write_text(json.dumps(record))
+    np.save(tmp_path / "data/teacher/probabilities.npy", np.full((2, 1, 2), 0.5, np.float32))
+    assert load_answers(made, ["a"], ["x", "y"], 2, 1.0).shape == (2, 1, 2)
+    with pytest.raises(PipelineError, match="made for other"):
+        load_answers(made_for(["t"], augment, seed=2), ["a"], ["x", "y"], 2, 1.0)
+    with pytest.raises(PipelineError, match="made for other"):
+        load_answers(made, ["a"], ["x", "y"], 3, 1.0)

@@ -122,3 +122,5 @@ def test_added_points_are_timed_beside_an_anchor_and_their_latency_labelled_an_e
     assert float(bigger["int8_ms_1_thread"]) == pytest.approx(float(bigger["int8_ms_here"]) * scale, abs=0.001)
     again = run(project, *add, env=env, check=False)
     assert "already has bigger" in error_line(again)
+    chained = run(project, *add[:3], "--add", "other", "--anchor", "bigger", env=env, check=False)
+    assert "itself an estimate" in error_line(chained)

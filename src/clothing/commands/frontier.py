@@ -149,6 +149,17 @@ def plot(table: pd.DataFrame, cpu: str, path: Path) -> None:
     save_png(figure, path)
 
 
+def check_same_network(anchor: str, row: pd.Series) -> None:
+    """The anchor's int8 model must be the network the table timed: its time depends on the layers, not the
+    weights (int8 arithmetic is the same whatever the values), so the same MACs, parameters and file size."""
+    complexity = json.loads(file_at(anchor, "metrics/complexity.json"))
+    int8 = json.loads(file_at(anchor, "metrics/quantize.json"))["int8"]
+    now = (round(complexity["macs"] / 1e6, 1), round(complexity["params"] / 1e6, 3), int8["size_mb"])
+    then = (float(row["macs_m"]), float(row["params_m"]), float(row["int8_mb"]))
+    if now != then:
+        raise PipelineError(f"{anchor}: now {now} MMACs, M params, int8 MB, not the timed {then}: not the same network")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = command_parser("python -m clothing.commands.frontier", __doc__)
     parser.add_argument("points", nargs="*", default=FRONTIER_POINTS, help="experiment names or revisions")
@@ -178,11 +189,16 @@ def frontier(points: list[str], reference_point: str, warmup: int, runs: int) ->
 
 def add_points(points: list[str], anchor: str, reference_point: str | None, warmup: int, runs: int) -> None:
     """The committed frontier with ``points`` measured and appended, their latency estimated via ``anchor``."""
+    if not CSV.is_file():
+        raise PipelineError(f"{CSV}: missing; python -m clothing.commands.frontier makes it")
     committed = read_table(CSV, text_columns=("point", "backbone", "cpu")).set_index("point", drop=False)
     if anchor not in committed.index:
         raise PipelineError(f"{CSV}: no point {anchor} to time the new points beside")
+    if str(committed.loc[anchor].get("int8_ms_estimated", False)) == "True":
+        raise PipelineError(f"{CSV}: {anchor}'s latency is itself an estimate: anchor on a measured point")
     if clash := sorted(set(points) & set(committed.index)):
         raise PipelineError(f"{CSV}: already has {', '.join(clash)}")
+    check_same_network(anchor, committed.loc[anchor])
     reference = predictions_at(reference_point or committed["point"].iloc[0])
     rows = [measure(point, reference, bootstrap_params(), warmup, runs) for point in points]
     anchor_here = int8_latency(cached_output(anchor, INT8), warmup, runs)
@@ -202,8 +218,8 @@ def add_points(points: list[str], anchor: str, reference_point: str | None, warm
     if "int8_ms_estimated" not in before:  # a frontier timed in one run: every latency measured
         before["int8_ms_estimated"] = False
     table = with_pareto_flags(pd.concat([before, added], ignore_index=True))
-    write_csv(CSV, table)
     plot(table, str(before["cpu"].iloc[0]).split(" (")[0], PNG)
+    write_csv(CSV, table)
     print(added.to_string(index=False))
 
 

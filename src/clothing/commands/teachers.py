@@ -24,7 +24,7 @@ from clothing.commands import command_parser
 from clothing.commands.experiments import cached_output
 from clothing.errors import PipelineError, exit_code
 from clothing.files import atomic_dir, read_table, write_csv
-from clothing.models.distillation import PHOTOS, TEACHERS
+from clothing.models.distillation import PHOTOS, TEACHERS, plain_name
 
 FILES = ("models/model.keras", "models/model.json")
 SPLITS = ("data/split/train.csv", "data/split/val.csv")
@@ -45,15 +45,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("name", help="the folder under teachers/ (train.distill.teachers names it)")
     parser.add_argument("--from", dest="source", required=True, help="a DVC experiment, git revision or CV run")
     parser.add_argument("--folds", type=int, help="the CV run's number of folds: one teacher per fold")
+    parser.add_argument("--force", action="store_true", help="replace teachers/NAME if it exists")
     parser.add_argument("--no-dvc-add", action="store_true", help="write the folder only")
     args = parser.parse_args(argv)
-    if "/" in args.name or args.name.startswith("."):
-        parser.error("NAME must be a plain folder name")
-    return exit_code(lambda: make_teachers(args.name, args.source, args.folds, not args.no_dvc_add))
+    try:
+        plain_name(args.name)
+    except ValueError as error:
+        parser.error(str(error))
+    if args.folds is not None and args.folds < 2:
+        parser.error("--folds must be 2 or more")
+    return exit_code(lambda: make_teachers(args.name, args.source, args.folds, args.force, not args.no_dvc_add))
 
 
-def make_teachers(name: str, source: str, folds: int | None, dvc_add: bool) -> None:
+def make_teachers(name: str, source: str, folds: int | None, force: bool, dvc_add: bool) -> None:
     folder = TEACHERS / name
+    if folder.exists() and not force:
+        raise PipelineError(f"{folder} exists (a student may have learned from it): --force replaces it")
     with atomic_dir(folder) as tmp:  # all folds or none
         if folds is None:
             keep(source, tmp)

@@ -16,12 +16,15 @@ keeps its one softmax output and saves, converts and serves as any other.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated
 
 import numpy as np
-from pydantic import Field, PositiveFloat
+import pandas as pd
+from pydantic import AfterValidator, Field, PositiveFloat, field_validator
 
+from clothing.data.augment import AugmentParams
 from clothing.errors import PipelineError
 from clothing.files import read_table
 from clothing.params import Section
@@ -29,12 +32,45 @@ from clothing.tf import keras, tf
 
 TEACHERS = Path("teachers")
 PHOTOS = "photos.csv"  # the image names a teacher trained or was validated on
+ANSWERS = Path("data/teacher")  # the teach stage's output
+
+
+def plain_name(name: str) -> str:
+    """A teacher's name is one folder under teachers/: not empty, no path, not hidden."""
+    if not name or "/" in name or "\\" in name or name.startswith("."):
+        raise ValueError(f"a teacher is a plain folder name under {TEACHERS}/, not '{name}'")
+    return name
 
 
 class DistillParams(Section):
-    teachers: list[str]  # folder names under teachers/; empty: no distillation
+    teachers: list[Annotated[str, AfterValidator(plain_name)]]  # folders under teachers/; empty: none
     weight: Annotated[float, Field(ge=0, le=1)]  # share of the loss that is the teachers'
     temperature: PositiveFloat
+
+    @field_validator("teachers")
+    @classmethod
+    def _each_once(cls, teachers: list[str]) -> list[str]:
+        if len(set(teachers)) != len(teachers):
+            raise ValueError("a teacher named twice would count twice in the average")
+        return teachers
+
+
+def made_for(teachers: list[str], augment: AugmentParams, seed: int) -> dict:
+    """What the teach stage's answers depend on besides the photos: train checks it before using them."""
+    return {"teachers": teachers, "seed": seed, "augment": augment.model_dump()}
+
+
+def load_answers(expected: dict, images: list[str], classes: list[str], views: int, temperature: float) -> np.ndarray:
+    """The teach stage's answers (views, photos, classes), softened; one clear error if made for another run."""
+    try:
+        record = json.loads((ANSWERS / "teacher.json").read_text())
+        answers = np.load(ANSWERS / "probabilities.npy")
+    except (OSError, ValueError) as error:
+        raise PipelineError(f"{ANSWERS}: cannot read the teachers' answers ({error}): run dvc repro teach") from None
+    same = record.get("made_for") == expected and record.get("images") == images and record.get("classes") == classes
+    if not same or answers.shape != (views, len(images), len(classes)):
+        raise PipelineError(f"{ANSWERS}: made for other teachers, views, seed or photos: run dvc repro teach")
+    return softened(answers, temperature)
 
 
 def teacher_folder(name: str, fold: int | None) -> Path:
@@ -53,7 +89,11 @@ def refuse_leaks(folder: Path, test_images: set[str]) -> None:
     photos = folder / PHOTOS
     if not photos.is_file():
         raise PipelineError(f"{folder}: no {PHOTOS}, so it cannot be checked against the test split: refused")
-    seen = set(read_table(photos)["image"]) & test_images
+    try:
+        learned = read_table(photos)["image"]
+    except (KeyError, pd.errors.ParserError, pd.errors.EmptyDataError):
+        raise PipelineError(f"{photos}: needs an 'image' column of photo names: refused") from None
+    seen = set(learned) & test_images
     if seen:
         example = sorted(seen)[0]
         raise PipelineError(
@@ -77,7 +117,8 @@ def distillation_loss(n_classes: int, p: DistillParams, label_smoothing: float) 
         labels, teacher = targets[:, :n_classes], targets[:, n_classes:]
         scaled = tf.math.log(tf.clip_by_value(predicted, 1e-7, 1.0)) / temperature
         student = tf.nn.softmax(scaled)
-        taught = keras.losses.categorical_crossentropy(teacher, student)
+        # Photos no teacher scored (validation) have zeros there: their loss is the labels' alone.
+        taught = keras.losses.categorical_crossentropy(teacher, student) * tf.reduce_sum(teacher, axis=1)
         hard = keras.losses.categorical_crossentropy(labels, predicted, label_smoothing=label_smoothing)
         return (1 - weight) * hard + weight * temperature**2 * taught
 

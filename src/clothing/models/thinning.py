@@ -8,8 +8,9 @@ ConvNets", 2017), and the layers that read those channels lose them too.
 A convolution can lose filters when its channels reach, through channel-by-channel layers
 only (batch norm, activations, padding, depthwise convolution), either one convolution or
 dense layer that reads them or the network's output. In MobileNetV2 and EfficientNet-Lite
-that is each block's expansion (through its depthwise convolution to its projection) and
-the last 1x1 convolution; not a projection, whose channels meet a residual add.
+that is each block's expansion (through its depthwise convolution to its projection), the
+last 1x1 convolution, and a projection that feeds it directly (MobileNetV2's
+``block_16_project``); not a projection whose channels meet a residual add.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import numpy as np
 from clothing.tf import keras
 
 layers = keras.layers
-CHANNEL_BY_CHANNEL = (layers.BatchNormalization, layers.ReLU, layers.Activation, layers.ZeroPadding2D)
+CHANNEL_BY_CHANNEL = (layers.BatchNormalization, layers.ReLU, layers.ZeroPadding2D)  # not Activation: softmax mixes
 
 
 def is_full_convolution(layer: keras.layers.Layer) -> bool:
