@@ -26,3 +26,16 @@ def test_the_paired_five_fold_interval_is_what_compare_prints() -> None:
         f"{result['only_a_right']} photos only the old models get right, {result['only_b_right']} only the new"
         in readme
     )
+
+
+def test_the_ensembles_gain_is_what_compare_prints() -> None:
+    """`python -m clothing.commands.compare --cross-validation cv5r ens-mnv2-lite0`, as the README's table says."""
+    runs = [read_table(REPO / f"metrics/cv/{name}_predictions.csv") for name in ("cv5r", "ens-mnv2-lite0")]
+    bootstrap = load_section("evaluate", BootstrapParams, BootstrapParams.model_fields, REPO / "params.yaml")
+    result = paired_comparison(*runs, bootstrap)
+    readme = " ".join((REPO / "README.md").read_text().split())
+    low, high = result["difference_ci95"]
+    assert (
+        f"{points(result['difference'])} points over the default, paired 95 % CI {points(low)} to {points(high)}"
+        in readme
+    )
