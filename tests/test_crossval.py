@@ -150,6 +150,8 @@ def test_paired_comparison_counts_the_photos_where_models_differ() -> None:
     )
     assert (even["only_a_right"], even["only_b_right"], even["difference"]) == (3, 3, 0.0)
     assert even["mcnemar_p"] == 1.0 and verdict(even).startswith("no detectable difference")
+    lopsided = {"difference_ci95": (0.01, 0.02), "mcnemar_p": 0.0}  # a p-value below 0.0001, as rounded
+    assert verdict(lopsided) == "B is better: the 95 % interval of the difference excludes 0 (McNemar p < 0.0001)"
     with pytest.raises(PipelineError, match="different test photos"):
         paired_comparison(frame.assign(predicted=a.astype(str)), frame.head(500).assign(predicted="x"), BOOTSTRAP)
 

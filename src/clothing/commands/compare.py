@@ -72,7 +72,8 @@ def paired_comparison(a: pd.DataFrame, b: pd.DataFrame, params: BootstrapParams)
 
 def verdict(result: dict) -> str:
     low, high = result["difference_ci95"]
-    p_value = f"McNemar p = {result['mcnemar_p']}"
+    p = result["mcnemar_p"]  # rounded to 4 places: 0.0 means below 0.0001
+    p_value = f"McNemar p = {p}" if p > 0 else "McNemar p < 0.0001"
     if low > 0 or high < 0:
         return f"{'B' if low > 0 else 'A'} is better: the 95 % interval of the difference excludes 0 ({p_value})"
     return f"no detectable difference: the 95 % interval of the difference includes 0 ({p_value})"
