@@ -14,12 +14,16 @@ def points(share: float) -> str:
     return f"{share * 100:+.1f}".replace("-", "\N{MINUS SIGN}")  # the README writes a true minus
 
 
+def paired(a: str, b: str) -> tuple[dict, str]:
+    """compare --cross-validation A B on the committed runs, and the README as one line of words."""
+    runs = [read_table(REPO / f"metrics/cv/{name}_predictions.csv") for name in (a, b)]
+    bootstrap = load_section("evaluate", BootstrapParams, BootstrapParams.model_fields, REPO / "params.yaml")
+    return paired_comparison(*runs, bootstrap), " ".join((REPO / "README.md").read_text().split())
+
+
 def test_the_paired_five_fold_interval_is_what_compare_prints() -> None:
     """`python -m clothing.commands.compare --cross-validation cv5 cv5r`, as the README says beside the figure."""
-    runs = [read_table(REPO / f"metrics/cv/{name}_predictions.csv") for name in ("cv5", "cv5r")]
-    bootstrap = load_section("evaluate", BootstrapParams, BootstrapParams.model_fields, REPO / "params.yaml")
-    result = paired_comparison(*runs, bootstrap)
-    readme = " ".join((REPO / "README.md").read_text().split())
+    result, readme = paired("cv5", "cv5r")
     low, high = result["difference_ci95"]
     assert f"{points(result['difference'])} points (95 % CI {points(low)} to {points(high)};" in readme
     assert (
@@ -30,12 +34,7 @@ def test_the_paired_five_fold_interval_is_what_compare_prints() -> None:
 
 def test_the_ensembles_gain_is_what_compare_prints() -> None:
     """`python -m clothing.commands.compare --cross-validation cv5r ens-mnv2-lite0`, as the README's table says."""
-    runs = [read_table(REPO / f"metrics/cv/{name}_predictions.csv") for name in ("cv5r", "ens-mnv2-lite0")]
-    bootstrap = load_section("evaluate", BootstrapParams, BootstrapParams.model_fields, REPO / "params.yaml")
-    result = paired_comparison(*runs, bootstrap)
-    readme = " ".join((REPO / "README.md").read_text().split())
+    result, readme = paired("cv5r", "ens-mnv2-lite0")
     low, high = result["difference_ci95"]
-    assert (
-        f"{points(result['difference'])} points over the default, paired 95 % CI {points(low)} to {points(high)}"
-        in readme
-    )
+    gain = f"{points(result['difference'])} points over the default, paired 95 % CI {points(low)} to {points(high)}"
+    assert gain in readme

@@ -65,6 +65,7 @@ def measure(point: str, reference: pd.DataFrame, bootstrap: BootstrapParams, war
     labels, predicted, classes = encoded(answers["actual"], answers["predicted"])
     interval = bootstrap_intervals(labels, predicted, len(classes), bootstrap)["accuracy"]
     versus = paired_comparison(reference, answers, bootstrap)
+    size = network_size(complexity, int8)
     return {
         "point": point,
         "backbone": params["backbone"],
@@ -74,10 +75,10 @@ def measure(point: str, reference: pd.DataFrame, bootstrap: BootstrapParams, war
         "accuracy_high": interval["high"],
         "macro_f1": scores["macro_f1"],
         "weighted_f1": scores["weighted_f1"],
-        "macs_m": round(complexity["macs"] / 1e6, 1),
-        "params_m": round(complexity["params"] / 1e6, 3),
+        "macs_m": size["macs_m"],
+        "params_m": size["params_m"],
         "int8_accuracy": int8["accuracy"],
-        "int8_mb": int8["size_mb"],
+        "int8_mb": size["int8_mb"],
         "int8_gzip_mb": round(len(gzip.compress(model.read_bytes(), 9)) / 1e6, 3),
         "int8_ms_1_thread": int8_latency(model, warmup, runs),
         "train_min": round(timing["wall_seconds"]["total"] / 60, 1),
@@ -149,15 +150,29 @@ def plot(table: pd.DataFrame, cpu: str, path: Path) -> None:
     save_png(figure, path)
 
 
+def network_size(complexity: dict, int8: dict) -> dict[str, float]:
+    """MMACs, M parameters and int8 MB as the table rounds them: what an int8 model's time depends on."""
+    return {
+        "macs_m": round(complexity["macs"] / 1e6, 1),
+        "params_m": round(complexity["params"] / 1e6, 3),
+        "int8_mb": int8["size_mb"],
+    }
+
+
 def check_same_network(anchor: str, row: pd.Series) -> None:
     """The anchor's int8 model must be the network the table timed: its time depends on the layers, not the
     weights (int8 arithmetic is the same whatever the values), so the same MACs, parameters and file size."""
     complexity = json.loads(file_at(anchor, "metrics/complexity.json"))
     int8 = json.loads(file_at(anchor, "metrics/quantize.json"))["int8"]
-    now = (round(complexity["macs"] / 1e6, 1), round(complexity["params"] / 1e6, 3), int8["size_mb"])
+    now = tuple(network_size(complexity, int8).values())
     then = (float(row["macs_m"]), float(row["params_m"]), float(row["int8_mb"]))
     if now != then:
         raise PipelineError(f"{anchor}: now {now} MMACs, M params, int8 MB, not the timed {then}: not the same network")
+
+
+def cpu_label(cpu: dict) -> str:
+    """A CPU (:func:`clothing.system.cpu_description`) as the table's ``cpu`` column names it."""
+    return f"{cpu['model']} ({', '.join(cpu['extensions'])})"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -179,9 +194,7 @@ def frontier(points: list[str], reference_point: str, warmup: int, runs: int) ->
     bootstrap = bootstrap_params()
     rows = [measure(point, reference, bootstrap, warmup, runs) for point in points]
     cpu = cpu_description()
-    cpu_name = f"{cpu['model']} ({', '.join(cpu['extensions'])})"
-    table = pd.DataFrame(rows).assign(cpu=cpu_name)
-    table = with_pareto_flags(table)
+    table = with_pareto_flags(pd.DataFrame(rows).assign(cpu=cpu_label(cpu)))
     write_csv(CSV, table)
     plot(table, cpu["model"], PNG)
     print(table.drop(columns="cpu").to_string(index=False))
@@ -194,26 +207,27 @@ def add_points(points: list[str], anchor: str, reference_point: str | None, warm
     committed = read_table(CSV, text_columns=("point", "backbone", "cpu")).set_index("point", drop=False)
     if anchor not in committed.index:
         raise PipelineError(f"{CSV}: no point {anchor} to time the new points beside")
-    if str(committed.loc[anchor].get("int8_ms_estimated", False)) == "True":
+    anchor_row = committed.loc[anchor]
+    if str(anchor_row.get("int8_ms_estimated", False)) == "True":
         raise PipelineError(f"{CSV}: {anchor}'s latency is itself an estimate: anchor on a measured point")
     if clash := sorted(set(points) & set(committed.index)):
         raise PipelineError(f"{CSV}: already has {', '.join(clash)}")
-    check_same_network(anchor, committed.loc[anchor])
+    check_same_network(anchor, anchor_row)
     reference = predictions_at(reference_point or committed["point"].iloc[0])
     rows = [measure(point, reference, bootstrap_params(), warmup, runs) for point in points]
-    anchor_here = int8_latency(cached_output(anchor, INT8), warmup, runs)
-    scale = float(committed.loc[anchor, "int8_ms_1_thread"]) / round(anchor_here, 3)
-    cpu = cpu_description()
+    anchor_here = round(int8_latency(cached_output(anchor, INT8), warmup, runs), 3)
+    scale = float(anchor_row["int8_ms_1_thread"]) / anchor_here
+    cpu = cpu_label(cpu_description())
     for row in rows:
         row |= {
             "int8_ms_here": row["int8_ms_1_thread"],
-            "anchor_ms_here": round(anchor_here, 3),  # estimate = ms here x the anchor's ms in the table / this
+            "anchor_ms_here": anchor_here,  # estimate = ms here x the anchor's ms in the table / this
             "int8_ms_1_thread": round(row["int8_ms_1_thread"] * scale, 3),
             "int8_ms_estimated": True,
-            "cpu": f"{cpu['model']} ({', '.join(cpu['extensions'])})",
+            "cpu": cpu,
         }
     added = pd.DataFrame(rows)
-    print(f"{anchor}: {anchor_here:.3f} ms here against {committed.loc[anchor, 'int8_ms_1_thread']} ms in the table")
+    print(f"{anchor}: {anchor_here:.3f} ms here against {anchor_row['int8_ms_1_thread']} ms in the table")
     before = committed.reset_index(drop=True)
     if "int8_ms_estimated" not in before:  # a frontier timed in one run: every latency measured
         before["int8_ms_estimated"] = False
