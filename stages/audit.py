@@ -28,7 +28,7 @@ from clothing.params import Section, load_section
 
 CROSS_VALIDATION = Path("metrics/cv")
 CORRECTIONS = Path("data/relabel.csv")
-IMAGES = Path("data/raw/images")
+LABELS = Path("data/clean/labels.csv")
 OUT = Path("metrics/audit")
 
 
@@ -57,7 +57,7 @@ def main() -> None:
     write_json("metrics/audit.json", summary(scored, issues, noise))
 
     top = issues.head(params.gallery_size)
-    thumbnails = load_images([IMAGES / f"{image}.jpg" for image in top["image"]], params.thumbnail_size)
+    thumbnails = load_images(photo_paths(top["image"], source), params.thumbnail_size)
     titles = [
         f"#{row.rank} given {row.given_label}\nsuggested {row.suggested_label} ({row.suggested_probability:.2f})"
         + (f"\nreviewed: {row.reviewed}" if row.reviewed else "")
@@ -76,6 +76,18 @@ def read_probabilities(path: Path) -> pd.DataFrame:
     if scored["image"].duplicated().any():
         raise PipelineError(f"{path}: a photo is scored twice")
     return scored
+
+
+def photo_paths(images: pd.Series, source: Path) -> list[str]:
+    """Where each scored photo is: a run on other photos (another fetch.source) is one clear error."""
+    paths = read_table(LABELS).set_index("image")["path"]
+    unknown = sorted(set(images) - set(paths.index))
+    if unknown:
+        raise PipelineError(
+            f"{source}: scored photos that are not in {LABELS}, e.g. {unknown[0]}: cross-validate this "
+            "data (python -m clothing.commands.crossval) and set audit.cross_validation to that run"
+        )
+    return paths[images].tolist()
 
 
 def given_labels(scored: pd.DataFrame, classes: list[str], source: Path) -> np.ndarray:

@@ -3,12 +3,16 @@
 Every row or image that is dropped is listed with its reason in metrics/dropped.csv;
 counts per class and per reason go to metrics/data.json.
 
-Reviewed corrections in data/relabel.csv (image, label, reason; written by a person after
-the label audit, never by a program) are applied first: ``label`` becomes the new label,
-or ``drop`` (listed with reason ``review_drop``). ``dataset_label`` keeps the dataset's own
-label, which split stratifies and scores the test split by. A dropped photo stays in
-labels.csv labelled ``drop``, so split assigns every photo as before the review and then
-leaves it out of training.
+The source is fetch's data/raw whatever ``fetch.source`` was: the clothing dataset's
+images.csv, or your own photos' (clothing.data.sources), which also name each photo's
+``file`` and given ``split`` and list in skipped.csv what fetch passed over.
+
+Reviewed corrections in data/relabel.csv (source, image, label, reason; written by a person
+after the label audit, never by a program) for this ``fetch.source`` are applied first:
+``label`` becomes the new label, or ``drop`` (listed with reason ``review_drop``).
+``dataset_label`` keeps the dataset's own label, which split stratifies and scores the
+test split by. A dropped photo stays in labels.csv labelled ``drop``, so split assigns
+every photo as before the review and then leaves it out of training.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from tqdm import tqdm
 
 from clothing.analysis.plots import plt, save_png
 from clothing.data.images import ImageError, open_rgb
+from clothing.data.sources import normalise_labels
 from clothing.errors import PipelineError, run_stage
 from clothing.files import atomic_dir, read_table, sha256_file, write_csv, write_json
 from clothing.params import Section, load_section
@@ -30,6 +35,7 @@ RAW = Path("data/raw")
 CORRECTIONS = Path("data/relabel.csv")
 OUT = Path("data/clean")
 METRICS = Path("metrics")
+SKIPPED = RAW / "skipped.csv"  # own photos only: what fetch passed over, with the reason
 REASONS = [
     "duplicate_row",
     "missing_image",
@@ -39,6 +45,10 @@ REASONS = [
     "excluded_label",
     "duplicate_image",
     "no_label_row",
+    "label_conflict",
+    "hidden_file",
+    "no_class_folder",
+    "outside_source",
 ]
 
 
@@ -54,14 +64,22 @@ class CleanParams(Section):
         return self
 
 
+class FetchSource(Section):
+    source: str  # the corrections written for this source apply
+
+
 def main() -> None:
     params = load_section("clean", CleanParams)
+    source = load_section("fetch", FetchSource, keys=["source"]).source
     rows = read_rows(RAW / "images.csv")
     check_label_params(params, set(rows["label"]) - {""})  # before the corrections, which name kept classes
-    rows = apply_corrections(rows, read_corrections(CORRECTIONS, rows, kept_classes(rows, params)))
+    corrections = read_corrections(CORRECTIONS, source, rows, kept_classes(rows, params))
+    rows = apply_corrections(rows, corrections)
     labelled, dropped = clean(rows, RAW / "images", params)
+    dropped = pd.concat([dropped, read_skipped(SKIPPED)], ignore_index=True)
     check_corrected_photos_kept(labelled)
     kept = labelled[labelled["label"] != "drop"]
+    check_classes(kept)
 
     with atomic_dir(OUT) as out:
         write_csv(out / "labels.csv", labelled)
@@ -82,23 +100,10 @@ def read_rows(path: Path) -> pd.DataFrame:
     missing = {"image", "sender_id", "label", "kids"} - set(rows.columns)
     if missing:
         raise PipelineError(f"{path}: missing columns {sorted(missing)}")
+    if "file" not in rows.columns:  # the clothing dataset's own table: images/<image>.jpg
+        rows["file"] = rows["image"] + ".jpg"
     rows["label"] = normalise_labels(rows["label"])
     return rows.sort_values("image", kind="stable").reset_index(drop=True)
-
-
-def normalise_labels(labels: pd.Series) -> pd.Series:
-    """Trim and collapse white space; spellings that differ only in case become the commonest."""
-    labels = labels.str.split().str.join(" ")
-    key = labels.str.casefold()
-    commonest = (
-        pd.DataFrame({"key": key, "label": labels})
-        .value_counts()
-        .reset_index()
-        .sort_values(["key", "count", "label"], ascending=[True, False, True])
-        .drop_duplicates("key")
-        .set_index("key")["label"]
-    )
-    return key.map(commonest)
 
 
 def kept_classes(rows: pd.DataFrame, params: CleanParams) -> set[str]:
@@ -106,16 +111,19 @@ def kept_classes(rows: pd.DataFrame, params: CleanParams) -> set[str]:
     return classes & set(params.keep_labels) if params.keep_labels is not None else classes
 
 
-def read_corrections(path: Path, rows: pd.DataFrame, classes: set[str]) -> pd.DataFrame:
-    """The reviewed corrections, each naming a known photo and a kept class (or ``drop``) with a reason.
+def read_corrections(path: Path, source: str, rows: pd.DataFrame, classes: set[str]) -> pd.DataFrame:
+    """The reviewed corrections of ``source``, each naming a known photo and a kept class (or ``drop``) with a reason.
+
+    Corrections written for another source (another ``fetch.source``) wait in the file, unused.
 
     A correction to a class that is not kept would drop the photo as an excluded label, and
     so redraw every split; a photo that should go is corrected to ``drop``, which keeps them.
     """
     corrections = read_table(path)
-    missing = {"image", "label", "reason"} - set(corrections.columns)
+    missing = {"source", "image", "label", "reason"} - set(corrections.columns)
     if missing:
         raise PipelineError(f"{path}: missing columns {sorted(missing)}")
+    corrections = corrections[corrections["source"] == source]
     problems = {
         "photos listed twice": corrections["image"][corrections["image"].duplicated()],
         "photos not in the dataset": corrections["image"][~corrections["image"].isin(rows["image"])],
@@ -124,7 +132,7 @@ def read_corrections(path: Path, rows: pd.DataFrame, classes: set[str]) -> pd.Da
     for problem, values in problems.items():
         if len(values):
             raise PipelineError(f"{path}: {problem}: {sorted(set(values))[:5]}")
-    for row, (image, label) in enumerate(zip(corrections["image"], corrections["label"], strict=True), start=2):
+    for row, image, label in zip(corrections.index + 2, corrections["image"], corrections["label"], strict=True):
         if label not in classes | {"drop"}:
             close = difflib.get_close_matches(label, sorted(classes), n=1)
             hint = f"did you mean '{close[0]}'? " if close else ""
@@ -146,28 +154,55 @@ def clean(rows: pd.DataFrame, images: Path, params: CleanParams) -> tuple[pd.Dat
         reason[mask & (reason == "")] = why
 
     drop(rows["image"].duplicated(), "duplicate_row")
-    paths = rows["image"].map(lambda image: images / f"{image}.jpg")
+    paths = rows["file"].map(lambda file: images / file)
     drop(~paths.map(Path.is_file), "missing_image")
     to_check = paths[reason == ""]
-    unreadable = [is_unreadable(p) for p in tqdm(to_check, desc="check images", unit="img")]
-    drop(pd.Series(unreadable, index=to_check.index).reindex(rows.index, fill_value=False), "unreadable_image")
+    problems = [image_problem(p) for p in tqdm(to_check, desc="check images", unit="img")]
+    detail = pd.Series(problems, index=to_check.index).reindex(rows.index, fill_value="")
+    drop(detail != "", "unreadable_image")
     drop(rows["label"] == "", "missing_label")
     drop(rows["label"] == "drop", "review_drop")
     if params.keep_labels is not None:
         drop(~rows["label"].isin(params.keep_labels), "excluded_label")
     drop(rows["label"].isin(params.drop_labels), "excluded_label")
     digests = paths.where(reason == "").dropna().map(sha256_file)
+    same_bytes = rows.loc[digests.index].groupby(digests)
+    conflicting = same_bytes["label"].transform("nunique") > 1  # the same photo under two classes: both go
+    drop(conflicting.reindex(rows.index, fill_value=False), "label_conflict")
     drop(digests.duplicated().reindex(rows.index, fill_value=False), "duplicate_image")
+    detail = detail.mask(reason.isin(["label_conflict", "duplicate_image"]), same_photo(digests, rows))
 
+    columns = ["image", "label", "dataset_label", "sender_id", "kids", "path"] + (["split"] if "split" in rows else [])
     kept = rows[reason.isin(["", "review_drop"])].assign(path=paths.map(Path.as_posix))
-    dropped = rows.assign(reason=reason)[reason != ""][["image", "dataset_label", "reason"]]
+    dropped = rows.assign(reason=reason, detail=detail)[reason != ""][["image", "dataset_label", "reason", "detail"]]
     dropped = dropped.rename(columns={"dataset_label": "label"})
-    unlabelled = sorted({p.stem for p in images.glob("*.jpg")} - set(rows["image"]))
+    listed = set(rows["file"])
+    unlabelled = sorted(p.stem for p in images.glob("*.jpg") if p.name not in listed)
     dropped = pd.concat([dropped, pd.DataFrame({"image": unlabelled, "label": "", "reason": "no_label_row"})])
     return (
-        kept[["image", "label", "dataset_label", "sender_id", "kids", "path"]].reset_index(drop=True),
-        dropped.sort_values(["reason", "image"]).reset_index(drop=True),
+        kept[columns].reset_index(drop=True),
+        dropped.fillna("").sort_values(["reason", "image"]).reset_index(drop=True),
     )
+
+
+def same_photo(digests: pd.Series, rows: pd.DataFrame) -> pd.Series:
+    """For each photo whose bytes another has too: where, and as what (the first is the one kept)."""
+    named = rows.loc[digests.index, "image"] + " (" + rows.loc[digests.index, "label"] + ")"
+    return named.groupby(digests).transform(lambda same: "same bytes: " + ", ".join(same)).reindex(rows.index)
+
+
+def read_skipped(path: Path) -> pd.DataFrame:
+    """What fetch passed over in your own photos (hidden files, files outside a class folder)."""
+    if not path.is_file():
+        return pd.DataFrame(columns=["image", "label", "reason", "detail"])
+    return read_table(path).assign(detail="")
+
+
+def check_classes(kept: pd.DataFrame) -> None:
+    counts = kept["label"].value_counts()
+    if len(counts) < 2:
+        left = ", ".join(f"{name}: {count} photos" for name, count in counts.items())
+        raise PipelineError(f"clean: {len(counts)} class left after cleaning ({left}): a classifier needs 2 or more")
 
 
 def check_corrected_photos_kept(labelled: pd.DataFrame) -> None:
@@ -180,20 +215,24 @@ def check_corrected_photos_kept(labelled: pd.DataFrame) -> None:
 
 
 def check_label_params(params: CleanParams, labels: set[str]) -> None:
-    for key in ("keep_labels", "drop_labels"):
-        for name in getattr(params, key) or []:
-            if name not in labels:
-                close = difflib.get_close_matches(name, sorted(labels), n=1)
-                hint = f" (did you mean '{close[0]}'?)" if close else ""
-                raise PipelineError(f"params.yaml: clean.{key}: unknown class '{name}'{hint}")
+    """A class to keep must be in the data; one to drop need not (the defaults name the clothing dataset's)."""
+    for name in params.keep_labels or []:
+        if name not in labels:
+            close = difflib.get_close_matches(name, sorted(labels), n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise PipelineError(f"params.yaml: clean.keep_labels: unknown class '{name}'{hint}")
+    absent = [name for name in params.drop_labels if name not in labels]
+    if absent:
+        print(f"clean: clean.drop_labels not in this data, nothing to drop: {absent}")
 
 
-def is_unreadable(path: Path) -> bool:
+def image_problem(path: Path) -> str:
+    """Why the file is not a usable image ("" if it is): empty, not an image, truncated."""
     try:
         open_rgb(path)
-    except ImageError:
-        return True
-    return False
+    except ImageError as error:
+        return str(error)
+    return ""
 
 
 def summary(rows: pd.DataFrame, kept: pd.DataFrame, dropped: pd.DataFrame) -> dict:

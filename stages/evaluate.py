@@ -105,10 +105,12 @@ def probability_table(test: pd.DataFrame, probabilities: np.ndarray, classes: li
 
 
 def plot_confusion(labels: np.ndarray, predicted: np.ndarray, classes: list[str], path: Path) -> None:
-    figure, axes = plt.subplots(figsize=(11, 10))
+    side = max(10, 0.3 * len(classes))  # room for each class's name, whatever their number
+    figure, axes = plt.subplots(figsize=(side + 1, side))
     ConfusionMatrixDisplay.from_predictions(
         labels, predicted, labels=range(len(classes)), display_labels=classes, normalize="true",
-        values_format=".2f", cmap="Blues", ax=axes, colorbar=False, xticks_rotation="vertical",
+        include_values=len(classes) <= 40, values_format=".2f", cmap="Blues", ax=axes, colorbar=False,
+        xticks_rotation="vertical",
     )  # fmt: skip
     axes.set_title("Test confusion matrix (rows sum to 1)")
     save_png(figure, path)

@@ -1,8 +1,12 @@
-"""fetch: the clothing dataset archive -> data/raw/ (images.csv, images/).
+"""fetch: ``fetch.source`` -> data/raw/ (images.csv, images/), the layout clean reads.
 
-Sources are tried in order: each mirror directory from params that holds the archive,
-then the canonical URL. Whatever the source, the extracted content must match
-``fetch.content_sha256``; data/raw appears only once it does.
+An archive description (.yaml, the default: the clothing dataset): each mirror folder from
+params that holds the archive is tried, then its URL. Whatever the source, the extracted
+content must match the description's ``content_sha256``; data/raw appears only once it does.
+
+Your own photos (a folder or a CSV, clothing.data.sources): copied into data/raw/images/
+under their paths in the source, with images.csv naming each one's class, group and given
+split, skipped.csv what was passed over, and source.json the content's digest.
 """
 
 from __future__ import annotations
@@ -19,20 +23,25 @@ import requests
 from pydantic import Field, NonNegativeInt, PositiveFloat
 from tqdm import tqdm
 
+from clothing.data.sources import Listing, list_photos
 from clothing.errors import PipelineError, run_stage
-from clothing.files import atomic_dir, tree_digest
+from clothing.files import atomic_dir, tree_digest, write_csv, write_json
 from clothing.params import Section, load_section, mirror_folders
 
 OUT = Path("data/raw")
 
 
 class FetchParams(Section):
-    url: str
-    archive: str
-    # SHA-256 of the extracted files' paths and contents (clothing.files.tree_digest).
-    content_sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+    source: str  # an archive description (.yaml), a folder of photos or a CSV
     retries: NonNegativeInt
     timeout_s: PositiveFloat
+
+
+class ArchiveSource(Section):
+    url: str
+    file: str  # its name in a mirror folder
+    # SHA-256 of the extracted files' paths and contents (clothing.files.tree_digest).
+    content_sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 
 
 class SourceError(Exception):
@@ -45,13 +54,23 @@ class TransientError(Exception):
 
 def main() -> None:
     params = load_section("fetch", FetchParams)
+    source = Path(params.source)
+    if not source.exists():
+        raise PipelineError(f"fetch.source: {source}: no such file or folder")
+    if source.suffix in (".yaml", ".yml"):
+        fetch_archive(load_section("archive", ArchiveSource, path=source), params)
+    else:
+        copy_own_photos(list_photos(source), source)
+
+
+def fetch_archive(archive: ArchiveSource, params: FetchParams) -> None:
     failures = []
     with atomic_dir(OUT) as dest:
-        for name, get_archive in sources(params, mirror_folders()):
+        for name, get_archive in sources(archive, params, mirror_folders()):
             scratch = dest / ".download"
             scratch.mkdir()
             try:
-                unpack_verified(get_archive(scratch), dest, params.content_sha256)
+                unpack_verified(get_archive(scratch), dest, archive.content_sha256)
             except SourceError as error:
                 failures.append(f"{name}: {error}")
                 print(f"fetch: {name}: {error}", file=sys.stderr)
@@ -63,12 +82,14 @@ def main() -> None:
         raise PipelineError("could not fetch the dataset. " + "; ".join(failures))
 
 
-def sources(params: FetchParams, mirrors: list[Path]) -> Iterator[tuple[str, Callable[[Path], Path]]]:
+def sources(
+    archive: ArchiveSource, params: FetchParams, mirrors: list[Path]
+) -> Iterator[tuple[str, Callable[[Path], Path]]]:
     """Yield (description, function that puts the archive in a scratch dir and returns its path)."""
     for mirror in mirrors:
-        path = mirror / params.archive
+        path = mirror / archive.file
         yield str(path), lambda _scratch, path=path: from_mirror(path)
-    yield params.url, lambda scratch: download(params, scratch / params.archive)
+    yield archive.url, lambda scratch: download(archive.url, params, scratch / archive.file)
 
 
 def from_mirror(path: Path) -> Path:
@@ -77,10 +98,10 @@ def from_mirror(path: Path) -> Path:
     return path
 
 
-def download(params: FetchParams, target: Path) -> Path:
+def download(url: str, params: FetchParams, target: Path) -> Path:
     for attempt in range(params.retries + 1):
         try:
-            stream_to_file(params.url, target, params.timeout_s)
+            stream_to_file(url, target, params.timeout_s)
             return target
         except TransientError as error:
             if attempt == params.retries:
@@ -136,6 +157,23 @@ def unpack_verified(archive: Path, dest: Path, content_sha256: str) -> None:
         raise SourceError(f"not a readable zip archive ({error})") from None
     finally:
         shutil.rmtree(unpacked, ignore_errors=True)
+
+
+def copy_own_photos(listing: Listing, source: Path) -> None:
+    """The listed photos under data/raw/images/, and the tables clean reads beside them."""
+    with atomic_dir(OUT) as dest:
+        for row in tqdm(listing.photos.itertuples(), total=len(listing.photos), desc="copy", unit="photo"):
+            origin = Path(row.origin)
+            if origin.is_file():  # a missing one is clean's missing_image
+                (dest / "images" / row.file).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(origin, dest / "images" / row.file)
+        given_split = ["split"] if (listing.photos["split"] != "").any() else []
+        photos = listing.photos.assign(kids="False")[["image", "sender_id", "label", "kids", "file", *given_split]]
+        write_csv(dest / "images.csv", photos)
+        write_csv(dest / "skipped.csv", listing.skipped)
+        digest = tree_digest(dest)
+        write_json(dest / "source.json", {"source": str(source), "layout": listing.kind, "content_sha256": digest})
+    print(f"fetch: {OUT} from {source} ({listing.kind}): {len(listing.photos)} photos, content {digest[:12]}")
 
 
 if __name__ == "__main__":

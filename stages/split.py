@@ -11,6 +11,10 @@ shots of one person's shirt never sit on both sides of the train/test line; the
 fractions are then met as closely as whole contributors allow. With ``split.folds`` K,
 the test split is fold ``split.fold`` of a (grouped) stratified K-fold: K runs score
 every photo once (``python -m clothing.commands.crossval``).
+
+Your own photos in a given split (``train/``, ``validation/``, ``test/`` folders: clean's
+``split`` column) keep it as it is: nothing is redrawn, unless ``split.folds`` asks for folds,
+which are drawn over all the photos.
 """
 
 from __future__ import annotations
@@ -66,9 +70,22 @@ def main() -> None:
 
 
 def split(labels: pd.DataFrame, params: SplitParams) -> dict[str, pd.DataFrame]:
-    too_few = labels[STRATUM].value_counts().loc[lambda counts: counts < len(SPLITS)]
+    if "split" in labels.columns and params.folds is None:
+        train, val, test = given_split(labels)
+    else:
+        train, val, test = drawn_split(labels.drop(columns="split", errors="ignore"), params)
+    test = test.assign(reviewed_label=test["label"], label=test["dataset_label"])
+    return {"train": train[train["label"] != "drop"], "val": val[val["label"] != "drop"], "test": test}
+
+
+def drawn_split(labels: pd.DataFrame, params: SplitParams) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    needed = max(len(SPLITS), params.folds or 0)
+    counts = labels[STRATUM].value_counts()
+    too_few = counts[counts < needed]
     if not too_few.empty:
-        raise PipelineError(f"split: classes with fewer than 3 images cannot be stratified: {dict(too_few)}")
+        named = ", ".join(f"'{name}' has {count}" for name, count in sorted(too_few.items()))
+        folds = f" ({params.folds} folds)" if params.folds else ""
+        raise PipelineError(f"split: too few photos to stratify{folds}, {needed} per class needed: {named}")
     val_share_of_rest = params.val / (params.train + params.val)
     try:
         if params.folds is not None:
@@ -78,8 +95,20 @@ def split(labels: pd.DataFrame, params: SplitParams) -> dict[str, pd.DataFrame]:
         train, val = held_out(rest, val_share_of_rest, params)
     except ValueError as error:
         raise PipelineError(f"split: cannot split these labels with these params ({error})") from None
-    test = test.assign(reviewed_label=test["label"], label=test["dataset_label"])
-    return {"train": train[train["label"] != "drop"], "val": val[val["label"] != "drop"], "test": test}
+    return train, val, test
+
+
+def given_split(labels: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """The photos' own split: every split must keep photos, and train every class the others have."""
+    parts = [labels[labels["split"] == name].drop(columns="split") for name in SPLITS]
+    for name, part in zip(SPLITS, parts, strict=True):
+        if part.empty:
+            raise PipelineError(f"split: the given {name} split has no photo left after cleaning")
+    for name, part in zip(SPLITS[1:], parts[1:], strict=True):
+        unseen = sorted(set(part[STRATUM]) - set(parts[0]["label"]))
+        if unseen:
+            raise PipelineError(f"split: classes in the given {name} split but not in train: {unseen}")
+    return parts[0], parts[1], parts[2]
 
 
 def kth_fold(frame: pd.DataFrame, params: SplitParams) -> tuple[pd.DataFrame, pd.DataFrame]:

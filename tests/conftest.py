@@ -41,6 +41,10 @@ EXPECTED_DROPPED = {
     "excluded_label": 3,
     "duplicate_image": 1,
     "no_label_row": 1,
+    "label_conflict": 0,
+    "hidden_file": 0,
+    "no_class_folder": 0,
+    "outside_source": 0,
 }
 
 # Train and evaluate in seconds: tiny photos, a small CNN from scratch, a few epochs.
@@ -137,22 +141,33 @@ def make_project(tmp_path: Path, archive: Archive, audit: bool = False) -> Path:
         del pipeline["stages"]["audit"]
     (tmp_path / "dvc.yaml").write_text(yaml.safe_dump(pipeline, sort_keys=False))
     (tmp_path / "data").mkdir()
-    (tmp_path / "data/relabel.csv").write_text("image,label,reason\n")  # no reviewed corrections
+    (tmp_path / "data/relabel.csv").write_text(f"{CORRECTIONS_HEADER}\n")  # no reviewed corrections
+    source = {"url": "http://127.0.0.1:9/unused.zip", "file": archive.zip_path.name}
+    update_source(tmp_path, source | {"content_sha256": archive.content_sha256})
     update_params(
         tmp_path,
-        {
-            "mirrors": [str(archive.zip_path.parent)],
-            "fetch": {
-                "url": "http://127.0.0.1:9/unused.zip",
-                "archive": archive.zip_path.name,
-                "content_sha256": archive.content_sha256,
-                "retries": 0,
-                "timeout_s": 5,
-            },
-        },
+        {"mirrors": [str(archive.zip_path.parent)], "fetch": {"retries": 0, "timeout_s": 5}},
         base=REPO / "params.yaml",
     )
     return tmp_path
+
+
+CORRECTIONS_HEADER = "source,image,label,reason"
+DATASET = "sources/clothing-dataset.yaml"  # fetch.source's default: the tiny archive's description here
+
+
+def corrections(*rows: str) -> str:
+    """data/relabel.csv with these ``image,label,reason`` rows, written for the default source."""
+    return "".join(f"{line}\n" for line in [CORRECTIONS_HEADER, *(f"{DATASET},{row}" for row in rows)])
+
+
+def update_source(project: Path, changes: dict) -> None:
+    """Change the archive description fetch.source names (by default the tiny archive's)."""
+    path = project / DATASET
+    path.parent.mkdir(exist_ok=True)
+    described = yaml.safe_load(path.read_text()) if path.exists() else {"archive": {}}
+    described["archive"].update(changes)
+    path.write_text(yaml.safe_dump(described, sort_keys=False))
 
 
 @pytest.fixture(scope="session")

@@ -13,6 +13,7 @@ from conftest import (
     TINY_TRAIN,
     Archive,
     commit_all,
+    corrections,
     error_line,
     git_repo,
     make_archive,
@@ -60,7 +61,7 @@ def test_audit_ranks_planted_label_errors_first(tmp_path: Path, mislabelled: Arc
     assert (project / "metrics/audit/suspects.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     # A person confirms one suspect; the next audit shows it as reviewed.
-    (project / "data/relabel.csv").write_text("image,label,reason\nt-shirt-05,T-Shirt,a red T-shirt\n")
+    (project / "data/relabel.csv").write_text(corrections("t-shirt-05,T-Shirt,a red T-shirt"))
     run(project, "dvc", "repro", "audit", env=env)
     issues = read_table(project / "metrics/label_issues.csv").set_index("image")
     assert issues.loc["t-shirt-05", "reviewed"] == "T-Shirt" and issues.loc["shoes-07", "reviewed"] == ""
@@ -87,7 +88,7 @@ def test_corrections_train_on_reviewed_labels_but_score_the_dataset_labels(tmp_p
     corrected = {before[name]["image"].iloc[0]: "Shoes" if name != "val" else "Pants" for name in before}
     dropped = before["train"]["image"].iloc[1]
     rows = [f"{image},{label},looked at it" for image, label in corrected.items()] + [f"{dropped},drop,two items"]
-    (project / "data/relabel.csv").write_text("image,label,reason\n" + "\n".join(rows) + "\n")
+    (project / "data/relabel.csv").write_text(corrections(*rows))
     run(project, "dvc", "repro", "evaluate")
 
     after = {name: read_table(project / f"data/split/{name}.csv") for name in ("train", "val", "test")}
@@ -128,7 +129,7 @@ def test_corrections_train_on_reviewed_labels_but_score_the_dataset_labels(tmp_p
     ],
 )
 def test_a_bad_corrections_file_is_one_clear_error(project: Path, rows: str, message: str) -> None:
-    (project / "data/relabel.csv").write_text(f"image,label,reason\n{rows}\n")
+    (project / "data/relabel.csv").write_text(corrections(*rows.split("\n")))
     stage(project, "fetch")
     result = stage(project, "clean", check=False)
     assert error_line(result) == f"error: data/relabel.csv: {message}"

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pandas as pd
-from conftest import CLASSES, EXPECTED_DROPPED, EXPECTED_KEPT, error_line, stage, update_params
+from conftest import CLASSES, EXPECTED_DROPPED, EXPECTED_KEPT, corrections, error_line, stage, update_params
 
 from clothing.files import read_table
 
@@ -74,7 +74,7 @@ def test_clean_unknown_class_is_one_clear_error(project: Path) -> None:
 
 def test_a_misspelled_kept_class_is_blamed_on_params_not_on_the_corrections(project: Path) -> None:
     """The correction to Pants is fine; the typo in keep_labels, which leaves Pants out, is what to fix."""
-    (project / "data/relabel.csv").write_text("image,label,reason\nshoes-01,Pants,a pair of trousers\n")
+    (project / "data/relabel.csv").write_text(corrections("shoes-01,Pants,a pair of trousers"))
     update_params(project, {"clean": {"keep_labels": ["Pnats", "Shoes"]}})
     stage(project, "fetch")
     result = stage(project, "clean", check=False)

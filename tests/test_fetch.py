@@ -13,7 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from conftest import Archive, error_line, stage, update_params
+from conftest import Archive, error_line, stage, update_params, update_source
 
 
 class Server:
@@ -70,7 +70,8 @@ def server(archive: Archive, tmp_path: Path) -> Iterator[Server]:
 
 
 def use_url(project: Path, url: str, retries: int = 0) -> None:
-    update_params(project, {"mirrors": [str(project / "no-mirror-here")], "fetch": {"url": url, "retries": retries}})
+    update_params(project, {"mirrors": [str(project / "no-mirror-here")], "fetch": {"retries": retries}})
+    update_source(project, {"url": url})
 
 
 def leftovers(project: Path) -> list[str]:
@@ -129,7 +130,7 @@ def test_fetch_failure_keeps_previous_raw_data(project: Path, server: Server) ->
 
 
 def test_fetch_uses_mirror_before_url(project: Path, server: Server) -> None:
-    update_params(project, {"fetch": {"url": f"{server.url}/good.zip"}})
+    update_source(project, {"url": f"{server.url}/good.zip"})
     stage(project, "fetch")
     assert server.hits == {}
 

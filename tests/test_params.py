@@ -56,7 +56,6 @@ def test_repo_defaults_are_read() -> None:
         ("split", {"split": {"seed": -1}}, "split.seed: Input should be greater than or equal to 0"),
         ("split", {"split": {"val": 0.3}}, "split: train + val + test must sum to 1, got 1.2"),
         ("split", {"split": {"group_by_sender": "yes"}}, "split.group_by_sender: Input should be a valid boolean"),
-        ("fetch", {"fetch": {"content_sha256": "abc"}}, "fetch.content_sha256: String should match pattern"),
         ("fetch", {"fetch": {"retries": "many"}}, "fetch.retries: Input should be a valid integer"),
         ("clean", {"clean": {"keep_labels": ["Hat"], "drop_labels": ["Hat"]}}, "clean: labels both kept and dropped"),
         ("train", {"train": {"image_size": "224"}}, "train.image_size: Input should be a valid integer"),

@@ -1,0 +1,122 @@
+"""Your own photos as fetch's source: what is in the folder or CSV, before anything is copied.
+
+Three layouts, told apart by what ``fetch.source`` names:
+
+- a CSV file: columns ``path`` and ``label``, an optional ``group`` (who took the photo, for
+  ``split.group_by_sender``); paths relative to the CSV's folder;
+- a folder whose subfolders are all split names (``train``, ``validation`` or ``val``,
+  ``test``): ``<split>/<class>/<photo>``, a given split that the split stage keeps;
+- any other folder: ``<class>/<photo>``, one subfolder per class, as Keras'
+  ``image_dataset_from_directory`` and MediaPipe Model Maker's ``Dataset.from_folder`` read it.
+
+Photos in folders below a class folder belong to that class. Each photo is listed with
+``file``, its name under data/raw/images/ (its path in the source, which is also its
+``image`` name in every table). Whether it is an image at all is clean's call; what is
+passed over here (hidden files, files outside a class folder or outside the CSV's folder)
+is listed with the reason, and clean reports it with the rest.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+import pandas as pd
+
+from clothing.errors import PipelineError
+from clothing.files import read_table
+
+# A given split's folder names and the split each one is.
+SPLIT_FOLDERS = {"train": "train", "validation": "val", "val": "val", "test": "test"}
+PHOTO_COLUMNS = ["image", "file", "label", "sender_id", "split", "origin"]
+SKIPPED_COLUMNS = ["image", "label", "reason"]
+
+
+@dataclass(frozen=True)
+class Listing:
+    kind: str  # "class folders", "split folders" or "csv"
+    photos: pd.DataFrame  # PHOTO_COLUMNS; ``origin`` is where the photo is now
+    skipped: pd.DataFrame  # SKIPPED_COLUMNS: what is passed over, and why
+
+
+def list_photos(source: Path) -> Listing:
+    """What ``source`` holds, or one clear error if it cannot be read as any layout."""
+    if source.is_file():
+        if source.suffix.lower() != ".csv":
+            raise PipelineError(f"fetch.source: {source}: not a folder, a .csv or a .yaml archive description")
+        return from_csv(source)
+    folders = [entry.name for entry in source.iterdir() if entry.is_dir() and not entry.name.startswith(".")]
+    if folders and set(folders) <= set(SPLIT_FOLDERS):
+        return from_split_folders(source)
+    return Listing("class folders", *from_class_folders(source))
+
+
+def from_class_folders(root: Path, prefix: str = "", split: str = "") -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``root/<class>/.../<photo>``: every file below a class folder is a photo of that class."""
+    photos, skipped = [], []
+    for entry in sorted(root.iterdir()):
+        name = prefix + entry.name
+        if entry.name.startswith("."):
+            skipped.append((name, "", "hidden_file"))
+        elif entry.is_file():
+            skipped.append((name, "", "no_class_folder"))
+        elif entry.is_dir():
+            for path in sorted(p for p in entry.rglob("*") if p.is_file()):
+                file = prefix + path.relative_to(root).as_posix()
+                if any(part.startswith(".") for part in path.relative_to(entry).parts):
+                    skipped.append((file, entry.name, "hidden_file"))
+                else:
+                    photos.append((file, file, entry.name, file, split, str(path)))
+    return pd.DataFrame(photos, columns=PHOTO_COLUMNS), pd.DataFrame(skipped, columns=SKIPPED_COLUMNS)
+
+
+def from_split_folders(root: Path) -> Listing:
+    """``root/<split>/<class>/<photo>``; a given split with no photo is an error."""
+    parts = [from_class_folders(root / folder, f"{folder}/", split) for folder, split in _present(root)]
+    photos = pd.concat([photos for photos, _ in parts], ignore_index=True)
+    for split in ("train", "val", "test"):
+        if not (photos["split"] == split).any():
+            folders = " or ".join(f"{folder}/" for folder, named in SPLIT_FOLDERS.items() if named == split)
+            raise PipelineError(f"fetch.source: {root}: the given split {split} is empty (no photo in {folders})")
+    return Listing("split folders", photos, pd.concat([skipped for _, skipped in parts], ignore_index=True))
+
+
+def _present(root: Path) -> list[tuple[str, str]]:
+    return [(folder, split) for folder, split in SPLIT_FOLDERS.items() if (root / folder).is_dir()]
+
+
+def from_csv(path: Path) -> Listing:
+    """A CSV of ``path,label[,group]``; a path outside the CSV's folder is passed over."""
+    try:
+        rows = read_table(path)
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as error:
+        raise PipelineError(f"fetch.source: {path}: cannot read ({error})") from None
+    missing = {"path", "label"} - set(rows.columns)
+    if missing:
+        raise PipelineError(f"fetch.source: {path}: missing columns {sorted(missing)} (path,label[,group])")
+    groups = rows["group"] if "group" in rows.columns else rows["path"]
+    photos, skipped = [], []
+    for written, label, group in zip(rows["path"], rows["label"], groups, strict=True):
+        file = PurePosixPath(written.replace("\\", "/"))
+        if file.is_absolute() or ".." in file.parts:
+            skipped.append((written, label, "outside_source"))
+        elif any(part.startswith(".") for part in file.parts):
+            skipped.append((written, label, "hidden_file"))
+        else:
+            photos.append((file.as_posix(), file.as_posix(), label, group, "", str(path.parent / file)))
+    return Listing("csv", pd.DataFrame(photos, columns=PHOTO_COLUMNS), pd.DataFrame(skipped, columns=SKIPPED_COLUMNS))
+
+
+def normalise_labels(labels: pd.Series) -> pd.Series:
+    """Trim and collapse white space; spellings that differ only in case become the commonest."""
+    labels = labels.str.split().str.join(" ")
+    key = labels.str.casefold()
+    commonest = (
+        pd.DataFrame({"key": key, "label": labels})
+        .value_counts()
+        .reset_index()
+        .sort_values(["key", "count", "label"], ascending=[True, False, True])
+        .drop_duplicates("key")
+        .set_index("key")["label"]
+    )
+    return key.map(commonest)
