@@ -22,6 +22,7 @@ from pydantic import Field
 
 from clothing.analysis.plots import save_gallery
 from clothing.data.images import load_images
+from clothing.data.sources import fetch_source, written_for
 from clothing.errors import PipelineError, run_stage
 from clothing.files import read_table, write_csv, write_json
 from clothing.params import Section, load_section
@@ -42,12 +43,14 @@ def main() -> None:
     params = load_section("audit", AuditParams)
     source = CROSS_VALIDATION / f"{params.cross_validation}_probabilities.csv"
     scored = read_probabilities(source)
+    paths = photo_paths(scored["image"], source)  # before any output: a run on other photos writes nothing
     classes = [column for column in scored.columns if column not in ("image", "label", "fold")]
     given = given_labels(scored, classes, source)
     probabilities = scored[classes].to_numpy(float)
 
     issues = label_issues(scored, given, probabilities, classes)
-    reviewed = read_table(CORRECTIONS).set_index("image")["label"]
+    corrections = read_table(CORRECTIONS)
+    reviewed = corrections[written_for(corrections["source"], fetch_source())].set_index("image")["label"]
     issues["reviewed"] = issues["image"].map(reviewed).fillna("")
     write_csv("metrics/label_issues.csv", issues)
     pairs = issues.groupby(["given_label", "suggested_label"]).size().rename("count").reset_index()
@@ -57,7 +60,7 @@ def main() -> None:
     write_json("metrics/audit.json", summary(scored, issues, noise))
 
     top = issues.head(params.gallery_size)
-    thumbnails = load_images(photo_paths(top["image"], source), params.thumbnail_size)
+    thumbnails = load_images(paths[top["image"]].tolist(), params.thumbnail_size)
     titles = [
         f"#{row.rank} given {row.given_label}\nsuggested {row.suggested_label} ({row.suggested_probability:.2f})"
         + (f"\nreviewed: {row.reviewed}" if row.reviewed else "")
@@ -78,7 +81,7 @@ def read_probabilities(path: Path) -> pd.DataFrame:
     return scored
 
 
-def photo_paths(images: pd.Series, source: Path) -> list[str]:
+def photo_paths(images: pd.Series, source: Path) -> pd.Series:
     """Where each scored photo is: a run on other photos (another fetch.source) is one clear error."""
     paths = read_table(LABELS).set_index("image")["path"]
     unknown = sorted(set(images) - set(paths.index))
@@ -87,7 +90,7 @@ def photo_paths(images: pd.Series, source: Path) -> list[str]:
             f"{source}: scored photos that are not in {LABELS}, e.g. {unknown[0]}: cross-validate this "
             "data (python -m clothing.commands.crossval) and set audit.cross_validation to that run"
         )
-    return paths[images].tolist()
+    return paths
 
 
 def given_labels(scored: pd.DataFrame, classes: list[str], source: Path) -> np.ndarray:

@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from clothing.analysis.plots import plt, save_png
 from clothing.data.images import ImageError, open_rgb
-from clothing.data.sources import normalise_labels
+from clothing.data.sources import fetch_source, normalise_labels, written_for
 from clothing.errors import PipelineError, run_stage
 from clothing.files import atomic_dir, read_table, sha256_file, write_csv, write_json
 from clothing.params import Section, load_section
@@ -64,13 +64,9 @@ class CleanParams(Section):
         return self
 
 
-class FetchSource(Section):
-    source: str  # the corrections written for this source apply
-
-
 def main() -> None:
     params = load_section("clean", CleanParams)
-    source = load_section("fetch", FetchSource, keys=["source"]).source
+    source = fetch_source()
     rows = read_rows(RAW / "images.csv")
     check_label_params(params, set(rows["label"]) - {""})  # before the corrections, which name kept classes
     corrections = read_corrections(CORRECTIONS, source, rows, kept_classes(rows, params))
@@ -123,7 +119,10 @@ def read_corrections(path: Path, source: str, rows: pd.DataFrame, classes: set[s
     missing = {"source", "image", "label", "reason"} - set(corrections.columns)
     if missing:
         raise PipelineError(f"{path}: missing columns {sorted(missing)}")
-    corrections = corrections[corrections["source"] == source]
+    mine = written_for(corrections["source"], source)
+    if (~mine).any():
+        print(f"clean: {mine.sum()} corrections for {source}; {(~mine).sum()} for other sources wait unused")
+    corrections = corrections[mine]
     problems = {
         "photos listed twice": corrections["image"][corrections["image"].duplicated()],
         "photos not in the dataset": corrections["image"][~corrections["image"].isin(rows["image"])],
@@ -153,6 +152,8 @@ def clean(rows: pd.DataFrame, images: Path, params: CleanParams) -> tuple[pd.Dat
     def drop(mask: pd.Series, why: str) -> None:
         reason[mask & (reason == "")] = why
 
+    # One photo listed twice under two classes (a CSV source) is a conflict, as two copies would be.
+    drop(rows.groupby("image")["label"].transform("nunique") > 1, "label_conflict")
     drop(rows["image"].duplicated(), "duplicate_row")
     paths = rows["file"].map(lambda file: images / file)
     drop(~paths.map(Path.is_file), "missing_image")
@@ -215,7 +216,10 @@ def check_corrected_photos_kept(labelled: pd.DataFrame) -> None:
 
 
 def check_label_params(params: CleanParams, labels: set[str]) -> None:
-    """A class to keep must be in the data; one to drop need not (the defaults name the clothing dataset's)."""
+    """A class to keep must be in the data; one to drop need not: the defaults name the clothing
+    dataset's non-classes, which your own photos may lack (and a class of yours they name is left out, said aloud)."""
+    if "drop" in labels:
+        raise PipelineError("a class is named 'drop', which data/relabel.csv uses to drop a photo: rename it")
     for name in params.keep_labels or []:
         if name not in labels:
             close = difflib.get_close_matches(name, sorted(labels), n=1)
@@ -224,6 +228,9 @@ def check_label_params(params: CleanParams, labels: set[str]) -> None:
     absent = [name for name in params.drop_labels if name not in labels]
     if absent:
         print(f"clean: clean.drop_labels not in this data, nothing to drop: {absent}")
+    present = sorted(set(params.drop_labels) & labels)
+    if present:
+        print(f"clean: leaving out the classes in clean.drop_labels: {present}")
 
 
 def image_problem(path: Path) -> str:

@@ -152,3 +152,9 @@ def test_fetch_interrupted_leaves_nothing_behind(project: Path, server: Server) 
     assert process.returncode == 130
     assert stderr.strip().splitlines()[-1] == "error: interrupted"
     assert leftovers(project) == []
+
+
+def test_a_bad_archive_description_names_the_key(project: Path) -> None:
+    update_source(project, {"content_sha256": "abc"})
+    line = error_line(stage(project, "fetch", check=False))
+    assert line.startswith("error: sources/clothing-dataset.yaml: archive.content_sha256: String should match pattern")

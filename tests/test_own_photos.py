@@ -102,6 +102,29 @@ def test_each_layout_runs_through_evaluate_and_quantize(tmp_path: Path, archive:
     assert set(pd.read_csv(io.StringIO(result.stdout))["class"]) == set(OWN_CLASSES)
 
 
+@pytest.mark.parametrize(
+    ("rename", "layout"),
+    [({}, "split folders"), ({"validation": "Valid", "train": "Train"}, "split folders"), ({"labels": ""}, "csv")],
+)
+def test_the_layout_is_told_by_what_the_folder_holds(
+    tmp_path: Path, archive: Archive, rename: dict, layout: str
+) -> None:
+    """Split folders in any case (Roboflow's valid/, Kaggle's Train/); a folder holding labels.csv is a CSV."""
+    if layout == "csv":
+        root = csv_source(tmp_path / "photos").parent
+    else:
+        root = split_folders(tmp_path / "photos")
+        for old, new in rename.items():
+            (root / old).rename(root / new)
+    (root / "notes.txt").write_text("taken in 2026\n")
+    project = own_project(tmp_path, archive, root)
+    stage(project, "fetch")
+    assert json.loads((project / "data/raw/source.json").read_text())["layout"] == layout
+    skipped = read_table(project / "data/raw/skipped.csv")
+    beside_the_photos = {} if layout == "csv" else {"notes.txt": "no_class_folder"}  # a CSV names its photos
+    assert dict(zip(skipped["image"], skipped["reason"], strict=True)) == beside_the_photos
+
+
 def test_a_given_split_keeps_every_photo_where_it_was(tmp_path: Path, archive: Archive) -> None:
     project = own_project(tmp_path, archive, split_folders(tmp_path / "photos"))
     run(project, "dvc", "repro", "split")
@@ -178,7 +201,7 @@ OUTPUT = {"fetch": "data/raw", "clean": "data/clean", "split": "data/split"}
             lambda root: split_folders(root, {"train": 4, "validation": 0, "test": 2}),
             {},
             "fetch",
-            "fetch.source: {root}: the given split val is empty (no photo in validation/ or val/)",
+            "fetch.source: {root}: the given split val is empty (no photo in validation/ or valid/ or val/)",
         ),
         (
             csv_without_paths,
@@ -203,7 +226,7 @@ def test_bad_sources_stop_with_one_line(
     assert not (project / OUTPUT[failing]).exists()
 
 
-def test_a_class_in_the_given_test_split_but_not_in_train_is_one_line(tmp_path: Path, archive: Archive) -> None:
+def test_a_class_in_the_given_val_split_but_not_in_train_is_one_line(tmp_path: Path, archive: Archive) -> None:
     root = split_folders(tmp_path / "photos")
     shutil.rmtree(root / "train" / "Pants")
     project = own_project(tmp_path, archive, root)
@@ -240,3 +263,16 @@ def test_corrections_apply_to_the_source_they_were_written_for(tmp_path: Path, a
     labels = read_table(project / "data/clean/labels.csv").set_index("image")
     assert labels.loc["Pants/photo-01.jpg", "label"] == "T-Shirt"
     assert json.loads((project / "metrics/data.json").read_text())["relabelled"] == 1
+
+
+def test_class_folders_lays_out_the_dataset_as_a_users_folder(tmp_path: Path, archive: Archive) -> None:
+    project = make_project(tmp_path / "project", archive)
+    stage(project, "fetch")
+    command = [sys.executable, "-m", "clothing.commands.class_folders", "three", "--classes", "Pants", "Shoes", "Pants"]
+    run(project, *command)
+    # The tiny dataset's Pants: 10 and a copy; Shoes: 10 and a corrupt one (clean's business, not this command's).
+    assert {p.name: len(list(p.iterdir())) for p in (project / "three").iterdir()} == {"Pants": 11, "Shoes": 11}
+    assert error_line(run(project, *command, check=False)) == "error: three: exists; name a new folder"
+    update_params(project, {"fetch": {"source": "three"}})
+    stage(project, "fetch")
+    assert error_line(run(project, *command[:3], "again", check=False)).startswith("error: data/raw: not the clothing")

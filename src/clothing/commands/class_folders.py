@@ -30,8 +30,8 @@ def lay_out(out: Path, classes: list[str]) -> None:
     """OUT/<class>/<image>.jpg for every photo of data/raw labelled one of ``classes``."""
     if out.exists():
         raise PipelineError(f"{out}: exists; name a new folder")
-    if not (RAW / "images.csv").is_file():
-        raise PipelineError(f"{RAW}/images.csv: missing; run dvc repro fetch with the default fetch.source first")
+    if not (RAW / "images.csv").is_file() or (RAW / "source.json").is_file():  # missing, or your own photos
+        raise PipelineError(f"{RAW}: not the clothing dataset; run dvc repro fetch with the default fetch.source first")
     rows = read_table(RAW / "images.csv")
     rows["label"] = normalise_labels(rows["label"])
     unknown = sorted(set(classes) - set(rows["label"]))
@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("out", type=Path, help="a new folder to write")
     parser.add_argument("--classes", nargs="+", default=TEN_CLASSES, help="the classes (default: the ten commonest)")
     args = parser.parse_args(argv)
-    return exit_code(lambda: lay_out(args.out, args.classes))
+    return exit_code(lambda: lay_out(args.out, list(dict.fromkeys(args.classes))))
 
 
 if __name__ == "__main__":

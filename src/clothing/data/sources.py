@@ -2,10 +2,12 @@
 
 Three layouts, told apart by what ``fetch.source`` names:
 
-- a CSV file: columns ``path`` and ``label``, an optional ``group`` (who took the photo, for
-  ``split.group_by_sender``); paths relative to the CSV's folder;
-- a folder whose subfolders are all split names (``train``, ``validation`` or ``val``,
-  ``test``): ``<split>/<class>/<photo>``, a given split that the split stage keeps;
+- a CSV: columns ``path`` and ``label``, an optional ``group`` (who took the photo, for
+  ``split.group_by_sender``); paths relative to the CSV's folder. Name the folder that
+  holds it as ``labels.csv``, so DVC's dependency is the photos too, or the CSV itself;
+- a folder whose subfolders are all split names (``train``, ``validation``, ``valid`` or
+  ``val``, ``test``, in any case): ``<split>/<class>/<photo>``, a given split that the
+  split stage keeps;
 - any other folder: ``<class>/<photo>``, one subfolder per class, as Keras'
   ``image_dataset_from_directory`` and MediaPipe Model Maker's ``Dataset.from_folder`` read it.
 
@@ -18,16 +20,19 @@ is listed with the reason, and clean reports it with the rest.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path, PurePosixPath, PureWindowsPath
 
 import pandas as pd
 
 from clothing.errors import PipelineError
 from clothing.files import read_table
+from clothing.params import Section, load_section
 
 # A given split's folder names and the split each one is.
-SPLIT_FOLDERS = {"train": "train", "validation": "val", "val": "val", "test": "test"}
+SPLIT_FOLDERS = {"train": "train", "validation": "val", "valid": "val", "val": "val", "test": "test"}
+CSV_IN_FOLDER = "labels.csv"
 PHOTO_COLUMNS = ["image", "file", "label", "sender_id", "split", "origin"]
 SKIPPED_COLUMNS = ["image", "label", "reason"]
 
@@ -39,13 +44,29 @@ class Listing:
     skipped: pd.DataFrame  # SKIPPED_COLUMNS: what is passed over, and why
 
 
+class FetchSource(Section):
+    source: str
+
+
+def fetch_source() -> str:
+    """``fetch.source``: data/relabel.csv's corrections written for it are the ones that apply."""
+    return load_section("fetch", FetchSource, keys=["source"]).source
+
+
+def written_for(sources: pd.Series, source: str) -> pd.Series:
+    """Which rows of a ``source`` column name ``source`` (``./photos/`` and ``photos`` alike)."""
+    return sources.map(os.path.normpath) == os.path.normpath(source)
+
+
 def list_photos(source: Path) -> Listing:
     """What ``source`` holds, or one clear error if it cannot be read as any layout."""
     if source.is_file():
         if source.suffix.lower() != ".csv":
             raise PipelineError(f"fetch.source: {source}: not a folder, a .csv or a .yaml archive description")
         return from_csv(source)
-    folders = [entry.name for entry in source.iterdir() if entry.is_dir() and not entry.name.startswith(".")]
+    if (source / CSV_IN_FOLDER).is_file():
+        return from_csv(source / CSV_IN_FOLDER)
+    folders = [entry.name.casefold() for entry in source.iterdir() if entry.is_dir() and not entry.name.startswith(".")]
     if folders and set(folders) <= set(SPLIT_FOLDERS):
         return from_split_folders(source)
     return Listing("class folders", *from_class_folders(source))
@@ -72,17 +93,20 @@ def from_class_folders(root: Path, prefix: str = "", split: str = "") -> tuple[p
 
 def from_split_folders(root: Path) -> Listing:
     """``root/<split>/<class>/<photo>``; a given split with no photo is an error."""
-    parts = [from_class_folders(root / folder, f"{folder}/", split) for folder, split in _present(root)]
+    parts = [
+        from_class_folders(entry, f"{entry.name}/", SPLIT_FOLDERS[entry.name.casefold()])
+        for entry in sorted(root.iterdir())
+        if entry.is_dir() and not entry.name.startswith(".")
+    ]
+    beside = [(entry.name, "", "hidden_file" if entry.name.startswith(".") else "no_class_folder")
+              for entry in sorted(root.iterdir()) if entry.is_file() or entry.name.startswith(".")]  # fmt: skip
     photos = pd.concat([photos for photos, _ in parts], ignore_index=True)
     for split in ("train", "val", "test"):
         if not (photos["split"] == split).any():
             folders = " or ".join(f"{folder}/" for folder, named in SPLIT_FOLDERS.items() if named == split)
             raise PipelineError(f"fetch.source: {root}: the given split {split} is empty (no photo in {folders})")
-    return Listing("split folders", photos, pd.concat([skipped for _, skipped in parts], ignore_index=True))
-
-
-def _present(root: Path) -> list[tuple[str, str]]:
-    return [(folder, split) for folder, split in SPLIT_FOLDERS.items() if (root / folder).is_dir()]
+    skipped = pd.concat([pd.DataFrame(beside, columns=SKIPPED_COLUMNS)] + [s for _, s in parts], ignore_index=True)
+    return Listing("split folders", photos, skipped)
 
 
 def from_csv(path: Path) -> Listing:
@@ -94,11 +118,12 @@ def from_csv(path: Path) -> Listing:
     missing = {"path", "label"} - set(rows.columns)
     if missing:
         raise PipelineError(f"fetch.source: {path}: missing columns {sorted(missing)} (path,label[,group])")
-    groups = rows["group"] if "group" in rows.columns else rows["path"]
+    # Without a group, each photo is its own.
+    groups = rows["group"].where(rows["group"] != "", rows["path"]) if "group" in rows.columns else rows["path"]
     photos, skipped = [], []
     for written, label, group in zip(rows["path"], rows["label"], groups, strict=True):
         file = PurePosixPath(written.replace("\\", "/"))
-        if file.is_absolute() or ".." in file.parts:
+        if file.is_absolute() or PureWindowsPath(written).drive or ".." in file.parts:
             skipped.append((written, label, "outside_source"))
         elif any(part.startswith(".") for part in file.parts):
             skipped.append((written, label, "hidden_file"))
@@ -108,8 +133,11 @@ def from_csv(path: Path) -> Listing:
 
 
 def normalise_labels(labels: pd.Series) -> pd.Series:
-    """Trim and collapse white space; spellings that differ only in case become the commonest."""
-    labels = labels.str.split().str.join(" ")
+    """Unicode NFC, white space trimmed and collapsed; spellings that differ only in case become the commonest.
+
+    NFC: a folder name from macOS (decomposed, NFD) and the same name typed (composed) are one class.
+    """
+    labels = labels.str.normalize("NFC").str.split().str.join(" ")
     key = labels.str.casefold()
     commonest = (
         pd.DataFrame({"key": key, "label": labels})
