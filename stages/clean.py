@@ -142,7 +142,7 @@ def read_corrections(path: Path, source: str, rows: pd.DataFrame, classes: set[s
 
 
 def apply_corrections(rows: pd.DataFrame, corrections: pd.DataFrame) -> pd.DataFrame:
-    new_label = rows["image"].map(corrections.set_index("image")["label"])
+    new_label = rows["image"].map(corrections.set_index("image")["label"]).astype(object)  # all NaN: none apply
     return rows.assign(dataset_label=rows["label"], label=new_label.fillna(rows["label"]))
 
 
