@@ -9,7 +9,7 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 
 MEDIAPIPE_VENV := .venv-mediapipe
 
-.PHONY: setup preflight repro test lock mediapipe system-packages pull push docs
+.PHONY: setup preflight repro test lock mediapipe system-packages pull push docs web web-deps
 
 setup: $(VENV)/.installed
 
@@ -39,6 +39,17 @@ $(MEDIAPIPE_VENV)/.installed: tools/mediapipe.lock $(VENV)/.installed
 	python -m clothing.commands.preflight --libraries-only --site-packages $(MEDIAPIPE_VENV)/lib/python3.11/site-packages
 	touch $@
 
+# The in-browser page (web/dist/, docs/predict-and-serve.md): MediaPipe's web build from
+# web/package-lock.json, then the page, its WebAssembly files and the int8 model in one folder.
+web: setup web-deps
+	python -m clothing.commands.web
+
+web-deps: web/node_modules/.installed
+
+web/node_modules/.installed: web/package-lock.json
+	cd web && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
 # Tests use Debian's Chromium (the page's test, headless) and OpenSSH server (the DVC
 # remote's test, on 127.0.0.1); install them (as root) where they are missing.
 SYSTEM_PACKAGES := chromium chromium-driver openssh-server
@@ -60,7 +71,7 @@ pull: setup
 push: setup
 	python -m clothing.commands.remote push
 
-test: setup mediapipe system-packages docs
+test: setup mediapipe system-packages web-deps docs
 	ruff check .
 	ruff format --check .
 	pytest

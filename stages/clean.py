@@ -152,8 +152,10 @@ def clean(rows: pd.DataFrame, images: Path, params: CleanParams) -> tuple[pd.Dat
     def drop(mask: pd.Series, why: str) -> None:
         reason[mask & (reason == "")] = why
 
-    # One photo listed twice under two classes (a CSV source) is a conflict, as two copies would be.
-    drop(rows.groupby("image")["label"].transform("nunique") > 1, "label_conflict")
+    # One photo under two classes, listed twice (a CSV) or as two copies, is a conflict: every
+    # copy goes. Judged by the source's labels (dataset_label), so a review moves no photo.
+    listed_twice = rows.groupby("image")["dataset_label"].transform("nunique") > 1
+    drop(listed_twice, "label_conflict")
     drop(rows["image"].duplicated(), "duplicate_row")
     paths = rows["file"].map(lambda file: images / file)
     drop(~paths.map(Path.is_file), "missing_image")
@@ -161,6 +163,8 @@ def clean(rows: pd.DataFrame, images: Path, params: CleanParams) -> tuple[pd.Dat
     problems = [image_problem(p) for p in tqdm(to_check, desc="check images", unit="img")]
     detail = pd.Series(problems, index=to_check.index).reindex(rows.index, fill_value="")
     drop(detail != "", "unreadable_image")
+    listed_as = rows.groupby("image")["dataset_label"].transform(lambda labels: ", ".join(sorted(set(labels))))
+    detail = detail.mask(listed_twice, "listed as: " + listed_as)
     drop(rows["label"] == "", "missing_label")
     drop(rows["label"] == "drop", "review_drop")
     if params.keep_labels is not None:
@@ -168,10 +172,11 @@ def clean(rows: pd.DataFrame, images: Path, params: CleanParams) -> tuple[pd.Dat
     drop(rows["label"].isin(params.drop_labels), "excluded_label")
     digests = paths.where(reason == "").dropna().map(sha256_file)
     same_bytes = rows.loc[digests.index].groupby(digests)
-    conflicting = same_bytes["label"].transform("nunique") > 1  # the same photo under two classes: both go
+    conflicting = same_bytes["dataset_label"].transform("nunique") > 1
     drop(conflicting.reindex(rows.index, fill_value=False), "label_conflict")
     drop(digests.duplicated().reindex(rows.index, fill_value=False), "duplicate_image")
-    detail = detail.mask(reason.isin(["label_conflict", "duplicate_image"]), same_photo(digests, rows))
+    shares_bytes = reason.isin(["label_conflict", "duplicate_image"]) & rows.index.isin(digests.index)
+    detail = detail.mask(shares_bytes, same_photo(digests, rows))
 
     columns = ["image", "label", "dataset_label", "sender_id", "kids", "path"] + (["split"] if "split" in rows else [])
     kept = rows[reason.isin(["", "review_drop"])].assign(path=paths.map(Path.as_posix))
@@ -188,7 +193,7 @@ def clean(rows: pd.DataFrame, images: Path, params: CleanParams) -> tuple[pd.Dat
 
 def same_photo(digests: pd.Series, rows: pd.DataFrame) -> pd.Series:
     """For each photo whose bytes another has too: where, and as what (the first is the one kept)."""
-    named = rows.loc[digests.index, "image"] + " (" + rows.loc[digests.index, "label"] + ")"
+    named = rows.loc[digests.index, "image"] + " (" + rows.loc[digests.index, "dataset_label"] + ")"
     return named.groupby(digests).transform(lambda same: "same bytes: " + ", ".join(same)).reindex(rows.index)
 
 
@@ -196,7 +201,7 @@ def read_skipped(path: Path) -> pd.DataFrame:
     """What fetch passed over in your own photos (hidden files, files outside a class folder)."""
     if not path.is_file():
         return pd.DataFrame(columns=["image", "label", "reason", "detail"])
-    return read_table(path).assign(detail="")
+    return read_table(path)
 
 
 def check_classes(kept: pd.DataFrame) -> None:

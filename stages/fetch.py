@@ -19,11 +19,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated
 
+import pandas as pd
 import requests
 from pydantic import Field, NonNegativeInt, PositiveFloat
 from tqdm import tqdm
 
-from clothing.data.sources import Listing, list_photos
+from clothing.data.sources import SKIPPED_COLUMNS, Listing, list_photos
 from clothing.errors import PipelineError, run_stage
 from clothing.files import atomic_dir, tree_digest, write_csv, write_json
 from clothing.params import Section, load_section, mirror_folders
@@ -57,10 +58,14 @@ def main() -> None:
     source = Path(params.source)
     if not source.exists():
         raise PipelineError(f"fetch.source: {source}: no such file or folder")
-    if source.suffix in (".yaml", ".yml"):
+    if source.suffix.lower() in (".yaml", ".yml"):
         fetch_archive(load_section("archive", ArchiveSource, path=source), params)
-    else:
-        copy_own_photos(list_photos(source), source)
+        return
+    try:
+        listing = list_photos(source)
+    except OSError as error:  # a folder that cannot be listed
+        raise PipelineError(f"fetch.source: cannot read {error.filename} ({error.strerror})") from None
+    copy_own_photos(listing, source)
 
 
 def fetch_archive(archive: ArchiveSource, params: FetchParams) -> None:
@@ -161,16 +166,24 @@ def unpack_verified(archive: Path, dest: Path, content_sha256: str) -> None:
 
 def copy_own_photos(listing: Listing, source: Path) -> None:
     """The listed photos under data/raw/images/, and the tables clean reads beside them."""
+    uncopied = []
     with atomic_dir(OUT) as dest:
         for row in tqdm(listing.photos.itertuples(), total=len(listing.photos), desc="copy", unit="photo"):
             origin = Path(row.origin)
             if origin.is_file():  # a missing one is clean's missing_image
                 (dest / "images" / row.file).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(origin, dest / "images" / row.file)
-        given_split = ["split"] if (listing.photos["split"] != "").any() else []
-        photos = listing.photos.assign(kids="False")[["image", "sender_id", "label", "kids", "file", *given_split]]
-        write_csv(dest / "images.csv", photos)
-        write_csv(dest / "skipped.csv", listing.skipped)
+                try:
+                    shutil.copyfile(origin, dest / "images" / row.file)
+                except OSError as error:
+                    uncopied.append((row.Index, row.image, row.label, f"cannot read the file ({error.strerror})"))
+        skipped = pd.DataFrame([(*row[1:3], "unreadable_image", row[3]) for row in uncopied], columns=SKIPPED_COLUMNS)
+        photos = listing.photos.drop(index=[row[0] for row in uncopied])
+        given_split = ["split"] if (photos["split"] != "").any() else []
+        write_csv(
+            dest / "images.csv",
+            photos.assign(kids="False")[["image", "sender_id", "label", "kids", "file", *given_split]],
+        )
+        write_csv(dest / "skipped.csv", pd.concat([listing.skipped, skipped], ignore_index=True))
         digest = tree_digest(dest)
         write_json(dest / "source.json", {"source": str(source), "layout": listing.kind, "content_sha256": digest})
     print(f"fetch: {OUT} from {source} ({listing.kind}): {len(listing.photos)} photos, content {digest[:12]}")

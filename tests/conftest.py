@@ -21,6 +21,8 @@ import numpy as np
 import pytest
 import yaml
 from PIL import Image
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
 
 from clothing.files import tree_digest
 
@@ -236,6 +238,19 @@ def plain_tflite(path: Path, input_shape: tuple[int, ...]) -> Path:
     model = keras.Sequential([keras.layers.Input(input_shape), keras.layers.Flatten(), keras.layers.Dense(2)])
     path.write_bytes(tf.lite.TFLiteConverter.from_keras_model(model).convert())
     return path
+
+
+def chromium(profile: Path) -> webdriver.Chrome:
+    """Debian's Chromium, headless, with none of its calls home (this machine's network is closed)."""
+    options = webdriver.ChromeOptions()
+    options.binary_location = "/usr/bin/chromium"
+    for flag in (
+        "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        f"--user-data-dir={profile}", "--window-size=1200,900",
+    ):  # fmt: skip
+        options.add_argument(flag)
+    return webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
 
 
 def run(project: Path, *args: str, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:

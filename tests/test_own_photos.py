@@ -7,6 +7,7 @@ import json
 import shutil
 import subprocess
 import sys
+import unicodedata
 from pathlib import Path
 
 import pandas as pd
@@ -51,6 +52,22 @@ def csv_source(root: Path) -> Path:
             lines.append(f'pics/{number}-{i}.jpg,"{label}",person-{i % 4}')
     (root / "labels.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
     return root / "labels.csv"
+
+
+def split_folders_and_more(root: Path) -> Path:
+    split_folders(root)
+    (root / "annotations").mkdir()
+    (root / "__MACOSX").mkdir()  # what unzipping on macOS leaves: passed over, not "other folders"
+    return root
+
+
+def loose_photos(root: Path) -> Path:
+    photo(root / "one.jpg", (1, 2, 3), 5)
+    return root
+
+
+def a_class_named_drop(root: Path) -> Path:
+    return class_folders(root, classes={"Pants": (40, 160, 40), "drop": (1, 1, 1)})
 
 
 def csv_without_paths(root: Path) -> Path:
@@ -198,6 +215,26 @@ OUTPUT = {"fetch": "data/raw", "clean": "data/clean", "split": "data/split"}
             "'Pants' has 4, 'T-Shirt' has 4",
         ),
         (
+            split_folders_and_more,
+            {},
+            "fetch",
+            "fetch.source: {root}: holds split folders ['test', 'train', 'validation'] and other folders "
+            "['annotations']: move those out, or rename the split folders if they are classes",
+        ),
+        (
+            loose_photos,
+            {},
+            "fetch",
+            "fetch.source: {root}: no photo in a class folder (1 files passed over): put each class's photos in a "
+            "subfolder named after it",
+        ),
+        (
+            a_class_named_drop,
+            {},
+            "clean",
+            "a class is named 'drop', which data/relabel.csv uses to drop a photo: rename it",
+        ),
+        (
             lambda root: split_folders(root, {"train": 4, "validation": 0, "test": 2}),
             {},
             "fetch",
@@ -255,7 +292,7 @@ def test_corrections_apply_to_the_source_they_were_written_for(tmp_path: Path, a
     (project / "data/relabel.csv").write_text(
         "source,image,label,reason\n"
         "sources/clothing-dataset.yaml,t-shirt-05,Shoes,the default source's photo\n"
-        f"{root},Pants/photo-01.jpg,T-Shirt,a shirt after all\n",
+        f"{root}/./,Pants/photo-01.jpg,T-Shirt,a shirt after all\n",  # the same folder, spelled otherwise
         encoding="utf-8",
     )
     stage(project, "fetch")
@@ -276,3 +313,48 @@ def test_class_folders_lays_out_the_dataset_as_a_users_folder(tmp_path: Path, ar
     update_params(project, {"fetch": {"source": "three"}})
     stage(project, "fetch")
     assert error_line(run(project, *command[:3], "again", check=False)).startswith("error: data/raw: not the clothing")
+
+
+def test_csv_rows_outside_hidden_or_under_two_labels_are_reported(tmp_path: Path, archive: Archive) -> None:
+    root = tmp_path / "photos"
+    csv_source(root)
+    decomposed = unicodedata.normalize("NFD", "Chaussure à talon")  # as a folder name made on macOS reads
+    extra = [
+        "../elsewhere.jpg,Pants,",
+        "/absolute.jpg,Pants,",
+        "C:\\photos\\windows.jpg,Pants,",
+        ".cache/hidden.jpg,Pants,",
+        "pics/0-1.jpg,Pants,",  # listed above as T-Shirt too
+        f"pics/2-9-again.jpg,{decomposed},",
+    ]
+    photo(root / "pics/2-9-again.jpg", OWN_CLASSES["Chaussure à talon"], 4242)
+    with (root / "labels.csv").open("a", encoding="utf-8") as table:
+        table.write("\n".join(extra) + "\n")
+    project = own_project(tmp_path, archive, root)
+    stage(project, "fetch")
+    stage(project, "clean")
+
+    why = dropped(project)
+    for outside in ("../elsewhere.jpg", "/absolute.jpg", "C:\\photos\\windows.jpg"):
+        assert why.loc[outside, "reason"] == "outside_source"
+    assert why.loc[".cache/hidden.jpg", "reason"] == "hidden_file"
+    assert why.loc["pics/0-1.jpg", "reason"].tolist() == ["label_conflict", "label_conflict"]
+    assert set(why.loc["pics/0-1.jpg", "detail"]) == {"listed as: Pants, T-Shirt"}
+    counts = read_table(project / "metrics/class_distribution.csv").set_index("label")["count"].astype(int)
+    assert counts.to_dict() == {"T-Shirt": 9, "Pants": 10, "Chaussure à talon": 11}  # one class, however spelled
+
+
+def test_the_audit_of_another_sources_cross_validation_is_one_line_and_writes_nothing(
+    tmp_path: Path, archive: Archive
+) -> None:
+    project = own_project(tmp_path, archive, class_folders(tmp_path / "photos"))
+    stage(project, "fetch")
+    stage(project, "clean")
+    scored = project / "metrics/cv/cv5_probabilities.csv"
+    scored.parent.mkdir(parents=True)
+    scored.write_text("image,label,fold,Pants,T-Shirt\npants-01,Pants,0,0.9,0.1\n")
+    line = error_line(stage(project, "audit", check=False))
+    assert line.startswith(
+        "error: metrics/cv/cv5_probabilities.csv: scored photos that are not in data/clean/labels.csv"
+    )
+    assert not (project / "metrics/label_issues.csv").exists() and not (project / "metrics/audit.json").exists()

@@ -13,10 +13,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import VARIANTS, free_port
+from conftest import VARIANTS, chromium, free_port
 from fastapi.testclient import TestClient
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -183,19 +181,6 @@ def test_a_bounded_load_gets_no_errors_and_the_answers_of_predict(server: str, t
     assert report["errors"] == 0
     expected = predicted_by_cli(trained / "models/model.keras", photos, tmp_path)
     assert report["answers"] == {name: [json.dumps(predictions)] for name, predictions in expected.items()}
-
-
-def chromium(profile: Path) -> webdriver.Chrome:
-    """Debian's Chromium, headless, with none of its calls home (this machine's network is closed)."""
-    options = webdriver.ChromeOptions()
-    options.binary_location = "/usr/bin/chromium"
-    for flag in (
-        "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        f"--user-data-dir={profile}", "--window-size=1200,900",
-    ):  # fmt: skip
-        options.add_argument(flag)
-    return webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
 
 
 def test_the_page_shows_each_photo_with_the_top_3_of_predict(server: str, trained: Path, tmp_path: Path) -> None:

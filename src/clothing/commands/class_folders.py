@@ -45,9 +45,8 @@ def lay_out(out: Path, classes: list[str]) -> None:
             (tmp / label).mkdir()
         for image, label in tqdm(zip(chosen["image"], chosen["label"], strict=True), total=len(chosen), unit="photo"):
             shutil.copyfile(RAW / f"images/{image}.jpg", tmp / label / f"{image}.jpg")
-    print(
-        f"{out}: {len(chosen)} photos in {len(classes)} class folders; train on them: dvc exp run -S fetch.source={out}"
-    )
+    print(f"{out}: {len(chosen)} photos in {len(classes)} class folders")
+    print(f"train on them: dvc exp run -S fetch.source={out} evaluate quantize")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".jfif", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".heic", ".heif", ".avif"}
 # The project's own model, found from any folder: the package is installed from the repo (pip -e).
 PROJECT_MODEL = Path(__file__).resolve().parents[2] / "models" / "model.keras"
+BUILT_PAGE = Path("web/dist")  # make web's in-browser page, which serve offers at /browser/
 BATCH = 32
 T = TypeVar("T")
 
@@ -75,13 +76,19 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s, this machine only)")
     serve.add_argument("--port", type=int, default=8000, help="(default: %(default)s)")
     serve.add_argument("--threads", type=int, help="TFLite interpreter threads (default: all usable cores)")
+    serve.add_argument(
+        "--web",
+        type=Path,
+        help="the built in-browser page, served at /browser/ (default: web/dist if make web built it)",
+    )
     return root
 
 
 def serve(args: argparse.Namespace) -> int:
     from clothing.commands import server  # FastAPI and TensorFlow load only once the arguments are good
 
-    server.serve(args.model or default_model(), args.host, args.port, threads=args.threads)
+    web = args.web or (BUILT_PAGE if (BUILT_PAGE / "index.html").is_file() else None)
+    server.serve(args.model or default_model(), args.host, args.port, threads=args.threads, web=web)
     return 0
 
 

@@ -1,6 +1,8 @@
 """``clothing-classify serve``: the classifier over HTTP, and a page to try it on photos.
 
     GET  /          a page: drop or pick photos, see each with its top-3 classes
+    GET  /browser/  the in-browser page (``make web``: web/dist/), if built: the int8 model
+                    runs on the user's device, and its photos never reach this server
     GET  /health    {"status": "ok", "model": ..., "classes": [...]}
     POST /predict   multipart field ``files`` (one or more images), ``?top_k=3``:
                     the same JSON records as ``clothing-classify predict --format json``
@@ -24,6 +26,7 @@ import numpy as np
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
 from starlette.datastructures import UploadFile
 
 from clothing.data.images import ImageError, load_image
@@ -46,11 +49,13 @@ class Limits:
 FORM_OVERHEAD = 64 * 1024
 
 
-def create_app(model: Path, limits: Limits = Limits(), threads: int | None = None) -> FastAPI:
+def create_app(model: Path, limits: Limits = Limits(), threads: int | None = None, web: Path | None = None) -> FastAPI:
     classifier = load_classifier(model, threads=threads)
     one_at_a_time = threading.Lock()
     page = resources.files("clothing.commands").joinpath("static/index.html").read_text()
     app = FastAPI(title="clothing-classify", docs_url=None, redoc_url=None)
+    if web is not None:
+        app.mount("/browser", StaticFiles(directory=web, html=True), name="browser")
 
     @app.get("/", response_class=HTMLResponse)
     def index() -> str:
@@ -116,13 +121,16 @@ async def _decoded(upload: UploadFile, classifier: Classifier, limits: Limits) -
         raise HTTPException(status, f"{upload.filename}: {error}") from None
 
 
-def serve(model: Path, host: str, port: int, threads: int | None = None) -> None:
+def serve(model: Path, host: str, port: int, threads: int | None = None, web: Path | None = None) -> None:
     """Serve until Ctrl-C (uvicorn finishes the requests in flight, then returns)."""
     import uvicorn
 
     check_free(host, port)
-    app = create_app(model, threads=threads)
-    print(f"serving {model} on http://{host}:{port}/ (Ctrl-C stops)", flush=True)
+    if web is not None and not (web / "index.html").is_file():
+        raise PipelineError(f"{web}: no built page; make web builds it")
+    app = create_app(model, threads=threads, web=web)
+    browser = f", the in-browser page on http://{host}:{port}/browser/" if web else ""
+    print(f"serving {model} on http://{host}:{port}/{browser} (Ctrl-C stops)", flush=True)
     uvicorn.run(app, host=host, port=port, log_level="warning")
 
 

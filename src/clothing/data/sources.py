@@ -28,13 +28,15 @@ import pandas as pd
 
 from clothing.errors import PipelineError
 from clothing.files import read_table
-from clothing.params import Section, load_section
+from clothing.params import Section, load_section, workspace
 
 # A given split's folder names and the split each one is.
 SPLIT_FOLDERS = {"train": "train", "validation": "val", "valid": "val", "val": "val", "test": "test"}
 CSV_IN_FOLDER = "labels.csv"
 PHOTO_COLUMNS = ["image", "file", "label", "sender_id", "split", "origin"]
-SKIPPED_COLUMNS = ["image", "label", "reason"]
+SKIPPED_COLUMNS = ["image", "label", "reason", "detail"]
+# Not a split: what unzipping on macOS leaves beside the folders.
+NOT_PHOTOS = {"__MACOSX"}
 
 
 @dataclass(frozen=True)
@@ -55,7 +57,12 @@ def fetch_source() -> str:
 
 def written_for(sources: pd.Series, source: str) -> pd.Series:
     """Which rows of a ``source`` column name ``source`` (``./photos/`` and ``photos`` alike)."""
-    return sources.map(os.path.normpath) == os.path.normpath(source)
+    return sources.map(_in_workspace) == _in_workspace(source)
+
+
+def _in_workspace(path: str) -> str:
+    """``photos``, ``./photos/`` and the absolute path of the workspace's ``photos`` alike."""
+    return os.path.normpath(os.path.join(workspace(), path))
 
 
 def list_photos(source: Path) -> Listing:
@@ -66,10 +73,24 @@ def list_photos(source: Path) -> Listing:
         return from_csv(source)
     if (source / CSV_IN_FOLDER).is_file():
         return from_csv(source / CSV_IN_FOLDER)
-    folders = [entry.name.casefold() for entry in source.iterdir() if entry.is_dir() and not entry.name.startswith(".")]
-    if folders and set(folders) <= set(SPLIT_FOLDERS):
-        return from_split_folders(source)
-    return Listing("class folders", *from_class_folders(source))
+    folders = {entry.name for entry in source.iterdir() if entry.is_dir() and not _passed_over(entry.name)}
+    splits = {name for name in folders if name.casefold() in SPLIT_FOLDERS}
+    if splits and splits != folders:
+        raise PipelineError(
+            f"fetch.source: {source}: holds split folders {sorted(splits)} and other folders "
+            f"{sorted(folders - splits)}: move those out, or rename the split folders if they are classes"
+        )
+    listing = from_split_folders(source) if splits else Listing("class folders", *from_class_folders(source))
+    if listing.photos.empty:
+        raise PipelineError(
+            f"fetch.source: {source}: no photo in a class folder ({len(listing.skipped)} files passed over): "
+            "put each class's photos in a subfolder named after it"
+        )
+    return listing
+
+
+def _passed_over(name: str) -> bool:
+    return name.startswith(".") or name in NOT_PHOTOS
 
 
 def from_class_folders(root: Path, prefix: str = "", split: str = "") -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -77,15 +98,15 @@ def from_class_folders(root: Path, prefix: str = "", split: str = "") -> tuple[p
     photos, skipped = [], []
     for entry in sorted(root.iterdir()):
         name = prefix + entry.name
-        if entry.name.startswith("."):
-            skipped.append((name, "", "hidden_file"))
+        if _passed_over(entry.name):
+            skipped.append((name, "", "hidden_file", ""))
         elif entry.is_file():
-            skipped.append((name, "", "no_class_folder"))
+            skipped.append((name, "", "no_class_folder", ""))
         elif entry.is_dir():
             for path in sorted(p for p in entry.rglob("*") if p.is_file()):
                 file = prefix + path.relative_to(root).as_posix()
                 if any(part.startswith(".") for part in path.relative_to(entry).parts):
-                    skipped.append((file, entry.name, "hidden_file"))
+                    skipped.append((file, entry.name, "hidden_file", ""))
                 else:
                     photos.append((file, file, entry.name, file, split, str(path)))
     return pd.DataFrame(photos, columns=PHOTO_COLUMNS), pd.DataFrame(skipped, columns=SKIPPED_COLUMNS)
@@ -96,10 +117,10 @@ def from_split_folders(root: Path) -> Listing:
     parts = [
         from_class_folders(entry, f"{entry.name}/", SPLIT_FOLDERS[entry.name.casefold()])
         for entry in sorted(root.iterdir())
-        if entry.is_dir() and not entry.name.startswith(".")
+        if entry.is_dir() and not _passed_over(entry.name)
     ]
-    beside = [(entry.name, "", "hidden_file" if entry.name.startswith(".") else "no_class_folder")
-              for entry in sorted(root.iterdir()) if entry.is_file() or entry.name.startswith(".")]  # fmt: skip
+    beside = [(entry.name, "", "hidden_file" if _passed_over(entry.name) else "no_class_folder", "")
+              for entry in sorted(root.iterdir()) if entry.is_file() or _passed_over(entry.name)]  # fmt: skip
     photos = pd.concat([photos for photos, _ in parts], ignore_index=True)
     for split in ("train", "val", "test"):
         if not (photos["split"] == split).any():
@@ -124,9 +145,9 @@ def from_csv(path: Path) -> Listing:
     for written, label, group in zip(rows["path"], rows["label"], groups, strict=True):
         file = PurePosixPath(written.replace("\\", "/"))
         if file.is_absolute() or PureWindowsPath(written).drive or ".." in file.parts:
-            skipped.append((written, label, "outside_source"))
+            skipped.append((written, label, "outside_source", ""))
         elif any(part.startswith(".") for part in file.parts):
-            skipped.append((written, label, "hidden_file"))
+            skipped.append((written, label, "hidden_file", ""))
         else:
             photos.append((file.as_posix(), file.as_posix(), label, group, "", str(path.parent / file)))
     return Listing("csv", pd.DataFrame(photos, columns=PHOTO_COLUMNS), pd.DataFrame(skipped, columns=SKIPPED_COLUMNS))

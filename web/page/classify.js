@@ -1,0 +1,113 @@
+// The page's logic: MediaPipe's ImageClassifier runs the int8 model (model.tflite, its labels and
+// normalisation in its metadata) on each photo the user gives, on this device.
+import { FilesetResolver, ImageClassifier } from "./tasks-vision/vision_bundle.mjs";
+
+const drop = document.getElementById("drop");
+const picker = document.getElementById("picker");
+const statusLine = document.getElementById("status");
+const results = document.getElementById("results");
+
+function say(text, isError) {
+  statusLine.textContent = text;
+  statusLine.className = isError ? "error" : "";
+}
+
+function card(file) {
+  const item = document.createElement("li");
+  item.className = "result";
+  item.dataset.file = file.name;
+  const name = document.createElement("div");
+  name.className = "name";
+  name.textContent = file.name;
+  item.append(name);
+  return item;
+}
+
+function showPredictions(item, file, categories, milliseconds) {
+  const image = document.createElement("img");
+  image.src = URL.createObjectURL(file);
+  image.alt = file.name;
+  item.prepend(image);
+  item.dataset.ms = milliseconds.toFixed(2);
+  for (const guess of categories) {
+    const row = document.createElement("div");
+    row.className = "prediction";
+    const label = document.createElement("span");
+    label.className = "class";
+    label.textContent = guess.categoryName;
+    const bar = document.createElement("div");
+    bar.className = "bar";
+    bar.style.width = (100 * guess.score).toFixed(1) + "%";
+    const probability = document.createElement("span");
+    probability.className = "probability";
+    probability.dataset.value = guess.score;
+    probability.textContent = (100 * guess.score).toFixed(1) + "%";
+    row.append(label, bar, probability);
+    item.append(row);
+  }
+}
+
+function showError(item, text) {
+  item.classList.add("failed");
+  const message = document.createElement("div");
+  message.className = "error";
+  message.textContent = text;
+  item.append(message);
+}
+
+async function classifyAll(classifier, files) {
+  const photos = [...files];
+  if (!photos.length) return;
+  const items = photos.map(card);
+  results.prepend(...items); // the newest batch on top, in the order the photos were given
+  let failed = 0;
+  for (const [i, file] of photos.entries()) {
+    say(`Classifying ${i + 1} of ${photos.length}…`, false);
+    const started = performance.now();
+    let bitmap;
+    try {
+      bitmap = await createImageBitmap(file); // decodes, EXIF orientation applied
+    } catch {
+      showError(items[i], "Not an image this browser can read.");
+      failed += 1;
+      continue;
+    }
+    const answer = classifier.classify(bitmap);
+    bitmap.close();
+    showPredictions(items[i], file, answer.classifications[0].categories, performance.now() - started);
+  }
+  const done = photos.length - failed;
+  say(`Done: ${done} photo${done === 1 ? "" : "s"}` + (failed ? `, ${failed} not an image.` : "."), failed > 0);
+}
+
+async function start() {
+  if (typeof WebAssembly !== "object") {
+    say("This browser cannot run WebAssembly, which the model needs: try a current Chrome, Firefox or Safari.", true);
+    return;
+  }
+  let classifier;
+  try {
+    const vision = await FilesetResolver.forVisionTasks("./tasks-vision/wasm");
+    classifier = await ImageClassifier.createFromOptions(vision, {
+      baseOptions: { modelAssetPath: "./model.tflite" },
+      runningMode: "IMAGE",
+      maxResults: 3,
+    });
+  } catch (error) {
+    say(`The model did not load (${error}).`, true);
+    return;
+  }
+  picker.disabled = false;
+  drop.classList.remove("disabled");
+  say("Ready.", false);
+  picker.addEventListener("change", () => { classifyAll(classifier, picker.files); picker.value = ""; });
+  drop.addEventListener("dragover", (event) => { event.preventDefault(); drop.classList.add("over"); });
+  drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+  drop.addEventListener("drop", (event) => {
+    event.preventDefault();
+    drop.classList.remove("over");
+    classifyAll(classifier, event.dataTransfer.files);
+  });
+}
+
+start();
