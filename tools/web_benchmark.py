@@ -33,17 +33,17 @@ from clothing.system import cpu_description
 MODEL = Path("models/tflite/model_int8.tflite")
 
 
-def predict_way(photos: list[Path]) -> tuple[list[str], list[float]]:
-    """predict's top-1 and milliseconds for each photo, one at a time, one thread."""
+def predict_way(photos: list[Path]) -> tuple[list[str], np.ndarray, list[float]]:
+    """predict's top-1, probabilities and milliseconds for each photo, one at a time, one thread."""
     classifier = load_classifier(MODEL, threads=1)
     classifier.predict_files(photos[:5])  # warm up
-    top1, ms = [], []
+    rows, ms = [], []
     for photo in photos:
         started = time.perf_counter()
-        probabilities = classifier.predict_files([photo])
+        rows.append(classifier.predict_files([photo])[0])
         ms.append(1000 * (time.perf_counter() - started))
-        top1.append(classifier.info.top1(probabilities)[0])
-    return top1, ms
+    probabilities = np.array(rows)
+    return classifier.info.top1(probabilities), probabilities, ms
 
 
 def spread(ms: list[float]) -> dict[str, float]:
@@ -64,15 +64,24 @@ def main() -> None:
         )
         page_wall_s = time.perf_counter() - started
     httpd.shutdown()
-    top1, predict_ms = predict_way(photos)
+    top1, probabilities, predict_ms = predict_way(photos)
     page_top1 = [cards[photo.name]["predictions"][0][0] for photo in photos]
     page_ms = [cards[photo.name]["ms"] for photo in photos]
-    disagree = [photo.name for photo, a, b in zip(photos, page_top1, top1, strict=True) if a != b]
+    ranked = np.sort(probabilities, axis=1)
+    # Where the two disagree: predict's margin between its two likeliest classes (a near tie is small).
+    disagree = {
+        photo.name: round(float(margin[-1] - margin[-2]), 4)
+        for photo, a, b, margin in zip(photos, page_top1, top1, ranked, strict=True)
+        if a != b
+    }
+    labels = read_table("data/split/test.csv")["label"].tolist()
     print(json.dumps({
         "photos": len(photos),
         "status": status,
         "top1_agreement": round(1 - len(disagree) / len(photos), 4),
-        "disagreements": disagree,
+        "disagreements_predict_margin": disagree,
+        "accuracy_page": round(float(np.mean(np.array(page_top1) == np.array(labels))), 4),
+        "accuracy_predict": round(float(np.mean(np.array(top1) == np.array(labels))), 4),
         "page_ms_per_photo": spread(page_ms),
         "predict_ms_per_photo_one_thread": spread(predict_ms),
         "page_wall_s_with_loading": round(page_wall_s, 1),
