@@ -1,16 +1,11 @@
 // The page's logic: MediaPipe's ImageClassifier runs the int8 model (model.tflite, its labels and
-// normalisation in its metadata) on each photo the user gives, on this device.
+// normalisation in its metadata) on each photo the user gives, on this device. say and predictionRow:
+// static/cards.js.
 import { FilesetResolver, ImageClassifier } from "./tasks-vision/vision_bundle.mjs";
 
 const drop = document.getElementById("drop");
 const picker = document.getElementById("picker");
-const statusLine = document.getElementById("status");
 const results = document.getElementById("results");
-
-function say(text, isError) {
-  statusLine.textContent = text;
-  statusLine.className = isError ? "error" : "";
-}
 
 function card(file) {
   const item = document.createElement("li");
@@ -29,22 +24,7 @@ function showPredictions(item, file, categories, milliseconds) {
   image.alt = file.name;
   item.prepend(image);
   item.dataset.ms = milliseconds.toFixed(2);
-  for (const guess of categories) {
-    const row = document.createElement("div");
-    row.className = "prediction";
-    const label = document.createElement("span");
-    label.className = "class";
-    label.textContent = guess.categoryName;
-    const bar = document.createElement("div");
-    bar.className = "bar";
-    bar.style.width = (100 * guess.score).toFixed(1) + "%";
-    const probability = document.createElement("span");
-    probability.className = "probability";
-    probability.dataset.value = guess.score;
-    probability.textContent = (100 * guess.score).toFixed(1) + "%";
-    row.append(label, bar, probability);
-    item.append(row);
-  }
+  for (const guess of categories) item.append(predictionRow(guess.categoryName, guess.score));
 }
 
 function showError(item, text) {

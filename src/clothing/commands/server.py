@@ -47,13 +47,16 @@ class Limits:
 
 
 FORM_OVERHEAD = 64 * 1024
+# The page's files: index.html, and its look and cards (page.css, cards.js), which the in-browser page shares.
+STATIC = Path(str(resources.files("clothing.commands").joinpath("static")))
 
 
 def create_app(model: Path, limits: Limits = Limits(), threads: int | None = None, web: Path | None = None) -> FastAPI:
     classifier = load_classifier(model, threads=threads)
     one_at_a_time = threading.Lock()
-    page = resources.files("clothing.commands").joinpath("static/index.html").read_text()
+    page = (STATIC / "index.html").read_text()
     app = FastAPI(title="clothing-classify", docs_url=None, redoc_url=None)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
     if web is not None:
         app.mount("/browser", StaticFiles(directory=web, html=True), name="browser")
 

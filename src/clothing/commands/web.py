@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from clothing.commands import command_parser
+from clothing.commands.server import STATIC
 from clothing.errors import PipelineError, exit_code
 from clothing.files import atomic_dir
 from clothing.models.tflite_metadata import read_metadata
@@ -40,6 +41,9 @@ def build(model: Path, out: Path, web: Path = WEB) -> int:
     with atomic_dir(out) as tmp:
         for page_file in sorted((web / "page").iterdir()):
             shutil.copyfile(page_file, tmp / page_file.name)
+        (tmp / "static").mkdir()
+        for shared in ("page.css", "cards.js"):  # serve's page looks and shows its cards the same way
+            shutil.copyfile(STATIC / shared, tmp / "static" / shared)
         shutil.copytree(tasks_vision / "wasm", tmp / "tasks-vision/wasm")
         shutil.copyfile(tasks_vision / "vision_bundle.mjs", tmp / "tasks-vision/vision_bundle.mjs")
         shutil.copyfile(tasks_vision / "package.json", tmp / "tasks-vision/package.json")  # its version and licence
