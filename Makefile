@@ -47,6 +47,7 @@ web: setup web-deps
 web-deps: web/node_modules/.installed
 
 web/node_modules/.installed: web/package-lock.json
+	@command -v npm >/dev/null || { echo "error: the in-browser page is built with Node.js and npm: apt-get install nodejs npm" >&2; exit 1; }
 	cd web && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 

@@ -17,7 +17,7 @@ from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import WebDriverWait
 
 from clothing.commands.server import create_app
-from clothing.commands.web import build
+from clothing.commands.web import build, main
 from clothing.errors import PipelineError
 from clothing.files import read_table
 from clothing.models.classifier import load_classifier
@@ -54,9 +54,10 @@ def static_host(site: Path) -> Iterator[str]:
 
 def shown_on_the_page(
     url: str, photos: list[Path], profile: Path, before: str = "", bound_s: float = PAGE_BOUND_S
-) -> tuple[dict, str]:
-    """Each photo's card (file -> {"predictions": [(class, probability)], "ms": the page's time}, or its
-    error) and the status line at the end. tools/web_benchmark.py reads the real test photos with it."""
+) -> tuple[list, str]:
+    """Each photo's card, in the order given ({"predictions": [(class, probability)], "ms": the page's
+    time}, or its error), and the status line at the end. tools/web_benchmark.py reads the real test
+    photos with it."""
     browser = chromium(profile)
     try:
         if before:
@@ -65,14 +66,10 @@ def shown_on_the_page(
         status = browser.find_element(By.ID, "status")
         WebDriverWait(browser, PAGE_BOUND_S).until(lambda _: status.text != "Loading the model…")
         if status.text != "Ready.":
-            return {}, status.text
+            return [], status.text
         browser.find_element(By.ID, "picker").send_keys("\n".join(str(p) for p in photos))
         WebDriverWait(browser, bound_s).until(lambda _: status.text.startswith("Done"))
-        cards = {
-            card.get_attribute("data-file"): read_card(card)
-            for card in browser.find_elements(By.CSS_SELECTOR, ".result")
-        }
-        return cards, status.text
+        return [read_card(card) for card in browser.find_elements(By.CSS_SELECTOR, ".result")], status.text
     finally:
         browser.quit()
 
@@ -95,11 +92,11 @@ def test_the_page_classifies_each_photo_as_predict_does(quantized: Path, static_
     cards, status = shown_on_the_page(static_host, [*photos, tmp_path / "notes.jpg"], tmp_path / "profile")
 
     assert status == f"Done: {len(photos)} photos, 1 not an image."
-    assert cards.pop("notes.jpg") == "Not an image this browser can read."
+    assert cards.pop() == "Not an image this browser can read."
     model = load_classifier(quantized / "models/tflite/model_int8.tflite")
     probabilities = model.predict_files(photos)
-    for photo, predicted in zip(photos, probabilities, strict=True):
-        shown = cards[photo.name]["predictions"]
+    for photo, predicted, card in zip(photos, probabilities, cards, strict=True):
+        shown = card["predictions"]
         assert len(shown) == 3
         assert shown[0][0] == model.info.classes[predicted.argmax()] or (
             np.sort(predicted)[-1] - np.sort(predicted)[-2] < NEAR_TIE
@@ -109,7 +106,7 @@ def test_the_page_classifies_each_photo_as_predict_does(quantized: Path, static_
 
 def test_a_browser_without_webassembly_is_told_so(static_host: str, tmp_path: Path) -> None:
     cards, status = shown_on_the_page(static_host, [], tmp_path / "profile", before="delete window.WebAssembly;")
-    assert cards == {} and status.startswith("This browser cannot run WebAssembly")
+    assert cards == [] and status.startswith("This browser cannot run WebAssembly")
 
 
 def test_serve_offers_the_page_at_browser(quantized: Path, site: Path) -> None:
@@ -117,6 +114,8 @@ def test_serve_offers_the_page_at_browser(quantized: Path, site: Path) -> None:
         assert "in your browser" in client.get("/browser/").text
         wasm = client.get("/browser/tasks-vision/wasm/vision_wasm_internal.wasm")
         assert wasm.headers["content-type"] == "application/wasm"  # WebAssembly's streaming compile needs it
+        bundle = client.get("/browser/tasks-vision/vision_bundle.js")  # a module script needs a JavaScript type
+        assert bundle.headers["content-type"].startswith("text/javascript")
         assert "in your browser" not in client.get("/").text  # the server's own page stays the default
 
 
@@ -125,3 +124,14 @@ def test_a_build_without_mediapipe_installed_is_one_line_and_writes_nothing(quan
     with pytest.raises(PipelineError, match="missing; make web installs it"):
         build(quantized / "models/tflite/model_int8.tflite", tmp_path / "dist", web=tmp_path / "web")
     assert not (tmp_path / "dist").exists()
+
+
+def test_the_build_command_exits_0_and_its_folder_is_readable_by_a_web_server(quantized: Path, tmp_path: Path) -> None:
+    model = quantized / "models/tflite/model_int8.tflite"
+    assert main(["--model", str(model), "--out", str(tmp_path / "dist")]) == 0
+    assert (tmp_path / "dist").stat().st_mode & 0o777 == 0o755
+
+
+def test_a_model_that_is_not_tflite_is_one_line(trained: Path, tmp_path: Path) -> None:
+    with pytest.raises(PipelineError, match="not a TFLite model with metadata"):
+        build(trained / "models/model.keras", tmp_path / "dist", web=REPO / "web")

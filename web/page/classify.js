@@ -1,7 +1,7 @@
 // The page's logic: MediaPipe's ImageClassifier runs the int8 model (model.tflite, its labels and
 // normalisation in its metadata) on each photo the user gives, on this device. say and predictionRow:
 // static/cards.js.
-import { FilesetResolver, ImageClassifier } from "./tasks-vision/vision_bundle.mjs";
+import { FilesetResolver, ImageClassifier } from "./tasks-vision/vision_bundle.js";
 
 const drop = document.getElementById("drop");
 const picker = document.getElementById("picker");
@@ -52,9 +52,15 @@ async function classifyAll(classifier, files) {
       failed += 1;
       continue;
     }
-    const answer = classifier.classify(bitmap);
-    bitmap.close();
-    showPredictions(items[i], file, answer.classifications[0].categories, performance.now() - started);
+    try {
+      const answer = classifier.classify(bitmap);
+      showPredictions(items[i], file, answer.classifications[0].categories, performance.now() - started);
+    } catch (error) {
+      showError(items[i], `The model could not classify it (${error}).`);
+      failed += 1;
+    } finally {
+      bitmap.close();
+    }
   }
   const done = photos.length - failed;
   say(`Done: ${done} photo${done === 1 ? "" : "s"}` + (failed ? `, ${failed} not an image.` : "."), failed > 0);
@@ -80,14 +86,24 @@ async function start() {
   picker.disabled = false;
   drop.classList.remove("disabled");
   say("Ready.", false);
-  picker.addEventListener("change", () => { classifyAll(classifier, picker.files); picker.value = ""; });
-  drop.addEventListener("dragover", (event) => { event.preventDefault(); drop.classList.add("over"); });
-  drop.addEventListener("dragleave", () => drop.classList.remove("over"));
-  drop.addEventListener("drop", (event) => {
-    event.preventDefault();
-    drop.classList.remove("over");
-    classifyAll(classifier, event.dataTransfer.files);
-  });
+  return classifier;
 }
 
-start();
+// Drops are caught from the start, so a photo dropped while the model loads (or after it failed)
+// is not opened by the browser in place of the page; it is classified once the model is ready.
+const ready = start();
+picker.addEventListener("change", async () => {
+  const files = [...picker.files];
+  picker.value = "";
+  const classifier = await ready;
+  if (classifier) classifyAll(classifier, files);
+});
+drop.addEventListener("dragover", (event) => { event.preventDefault(); drop.classList.add("over"); });
+drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+drop.addEventListener("drop", async (event) => {
+  event.preventDefault();
+  drop.classList.remove("over");
+  const files = [...event.dataTransfer.files];
+  const classifier = await ready;
+  if (classifier) classifyAll(classifier, files);
+});

@@ -26,12 +26,15 @@ WEB = Path("web")
 MODEL = Path("models/tflite/model_int8.tflite")
 
 
-def build(model: Path, out: Path, web: Path = WEB) -> int:
-    """Write the static site to ``out`` (all or nothing); its size in bytes."""
+def build(model: Path, out: Path, web: Path = WEB) -> None:
+    """Write the static site to ``out`` (all or nothing)."""
     tasks_vision = web / "node_modules/@mediapipe/tasks-vision"
     if not model.is_file():
         raise PipelineError(f"{model}: missing; dvc repro quantize writes it")
-    described = read_metadata(model)
+    try:
+        described = read_metadata(model)
+    except Exception:
+        raise PipelineError(f"{model}: not a TFLite model with metadata (a quantize output)") from None
     if described is None:
         raise PipelineError(
             f"{model}: no metadata (labels, normalisation), which the page needs: a quantize output has it"
@@ -45,12 +48,13 @@ def build(model: Path, out: Path, web: Path = WEB) -> int:
         for shared in ("page.css", "cards.js"):  # serve's page looks and shows its cards the same way
             shutil.copyfile(STATIC / shared, tmp / "static" / shared)
         shutil.copytree(tasks_vision / "wasm", tmp / "tasks-vision/wasm")
-        shutil.copyfile(tasks_vision / "vision_bundle.mjs", tmp / "tasks-vision/vision_bundle.mjs")
+        # An ES module under .js: hosts without a .mjs type (nginx's stock mime.types) would refuse to run it.
+        shutil.copyfile(tasks_vision / "vision_bundle.mjs", tmp / "tasks-vision/vision_bundle.js")
         shutil.copyfile(tasks_vision / "package.json", tmp / "tasks-vision/package.json")  # its version and licence
         shutil.copyfile(model, tmp / "model.tflite")
+        tmp.chmod(0o755)  # a temporary folder is the owner's only; a web server's user must read it
     size = sum(path.stat().st_size for path in out.rglob("*") if path.is_file())
     print(f"{out}: {size / 1e6:.1f} MB, {len(described.classes)} classes from {model}; serve the folder as it is")
-    return size
 
 
 def main(argv: list[str] | None = None) -> int:
