@@ -11,7 +11,9 @@ weakest filters (clothing.models.thinning). With ``train.prune.sparsity`` or
 ``train.cluster.clusters`` a third phase prunes or clusters that part's weights
 (clothing.models.pruning, clothing.models.clustering), and those weights are saved. With
 ``train.distill.teachers`` the loss also follows the teach stage's answers
-(clothing.models.distillation).
+(clothing.models.distillation). When ``TF_CONFIG`` names a cluster (or
+``CLOTHING_LOCAL_WORKERS`` asks for one on this machine), this is one of several workers,
+each with its share of the photos, and only the chief writes (clothing.models.distributed).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
@@ -37,6 +39,16 @@ from clothing.models.backbones import BACKBONES, BackboneName
 from clothing.models.classifier import ModelInfo, class_indices, save_classifier
 from clothing.models.clustering import clusterable_copy, clustered_layers, distinct_values, stripped
 from clothing.models.distillation import DistillParams, distillation_loss, label_accuracy, load_answers, made_for
+from clothing.models.distributed import (
+    Cluster,
+    WorkerFeed,
+    barrier,
+    join,
+    lost_worker,
+    per_worker_batch,
+    share,
+    start_local_workers,
+)
 from clothing.models.networks import build_backbone, split_at_fraction
 from clothing.models.pruning import copy_weights, prunable_copy, pruning_step, sparsity_of
 from clothing.models.thinning import thinned
@@ -111,22 +123,51 @@ class TrainParams(Section):
 
 
 def main() -> None:
+    workers, local = start_local_workers(__file__)
+    # Before TensorFlow runs anything: the workers' collective ops are set up at start-up.
+    strategy = join(workers) if workers else None
+    if local:
+        local.watch()
+    succeeded = False
+    try:
+        train_model(workers, strategy)
+        succeeded = True
+    except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.CancelledError) as error:
+        if workers is None:
+            raise
+        raise lost_worker(workers, error) from None
+    finally:
+        if local:
+            local.stop(grace_s=60 if succeeded else 0)
+
+
+def train_model(workers: Cluster | None, strategy: tf.distribute.Strategy | None) -> None:
     p = load_section("train", TrainParams)
     keras.utils.set_random_seed(p.seed)
     tf.config.experimental.enable_op_determinism()
     wall: dict[str, float] = {}
+    chief = workers is None or workers.is_chief
+    if workers and (p.prune.sparsity > 0 or p.cluster.clusters > 0):
+        raise PipelineError("train: prune and cluster run on one worker only: unset TF_CONFIG")
 
     train, val = (read_table(SPLIT / f"{name}.csv") for name in ("train", "val"))
     classes = sorted(train["label"].unique())
     y_train = class_indices(train["label"], classes, str(SPLIT / "train.csv"))
     y_val = class_indices(val["label"], classes, f"{SPLIT / 'val.csv'} (classes are those of train.csv)")
     teacher = teacher_answers(p, train["image"].tolist(), classes)  # checked before minutes of work
+    photos = (len(train), len(val))  # all workers' together
+    if workers:  # from here on, this worker's share of the photos
+        mine = share(len(train), workers)
+        train, y_train, teacher = train.iloc[mine], y_train[mine], None if teacher is None else teacher[:, mine]
+        mine = share(len(val), workers)
+        val, y_val = val.iloc[mine], y_val[mine]
 
     weights = starting_weights(p.backbone)
     backbone = build_backbone(p.backbone, p.image_size, weights and WEIGHTS / weights["file"])
-    # Random weights are not worth protecting: train the whole network.
-    frozen, top = split_at_fraction(backbone, 1.0 if weights is None else p.fine_tune.unfreeze)
-    top = thinned(top, p.fine_tune.keep_filters)
+    with strategy.scope() if strategy else nullcontext():  # what trains is mirrored across the workers
+        # Random weights are not worth protecting: train the whole network.
+        frozen, top = split_at_fraction(backbone, 1.0 if weights is None else p.fine_tune.unfreeze)
+        top = thinned(top, p.fine_tune.keep_filters)
     preprocess = BACKBONES[p.backbone].preprocess
 
     with timed(wall, "decode"):
@@ -138,15 +179,20 @@ def main() -> None:
             for v in view_numbers(p.augment)
         ]
         val_features = frozen_features(frozen, preprocess(val_images.astype(np.float32)))
+        if strategy:
+            barrier(strategy)  # the slowest worker's share sets the pace
 
-    head = classifier_head(top, len(classes), p.dropout)
+    with strategy.scope() if strategy else nullcontext():
+        head = classifier_head(top, len(classes), p.dropout)
     per_class = class_weights(y_train, len(classes)) if p.class_weighting else None
     data = CachedViews(views, y_train, len(classes), p.batch_size, p.seed, per_class, teacher)
     validation = (val_features, data.targets_of(y_val))
+    if workers:
+        data = worker_feed(data, validation, photos, workers, p)
     objective = Objective.of(p, len(classes))
     best = KeepBest()
-    with Curves(str(CURVES), dvcyaml=None, save_dvc_exp=False) as live:
-        callbacks = [best, live_callback(live)]
+    with Curves(str(CURVES), dvcyaml=None, save_dvc_exp=False) if chief else nullcontext() as live:
+        callbacks = [best, live_callback(live)] if chief else [best]
         with timed(wall, "head"):
             # Random weights have nothing to protect, and a head fitted to random features
             # is thrown off when batch norm starts to learn: all of it trains from the start.
@@ -170,6 +216,8 @@ def main() -> None:
             with timed(wall, "cluster"):
                 compressed["clustered"] = cluster(trained_head, data, validation, p, objective, live)
 
+    if not chief:
+        return  # the chief writes the outputs; the others write nothing
     model = keras.Model(frozen.input, trained_head(frozen.output), name=f"clothing_{p.backbone}")
     save_classifier(model, ModelInfo(classes, p.backbone, p.image_size), MODEL)
     write_json("metrics/train.json", {
@@ -185,7 +233,12 @@ def main() -> None:
     } | compressed)  # fmt: skip
     # Timings vary from run to run: apart from the metrics, so a reproduction diffs clean.
     wall_seconds = {k: round(v, 1) for k, v in wall.items()} | {"total": round(sum(wall.values()), 1)}
-    write_json(TIMING, {"cpu": cpu_description(), "wall_seconds": wall_seconds, "peak_memory_mb": peak_memory_mb()})
+    # The chief's memory and cores; each worker's are alike.
+    workers_count = workers.size if workers else 1
+    write_json(TIMING, {
+        "cpu": cpu_description(), "workers": workers_count, "wall_seconds": wall_seconds,
+        "peak_memory_mb": peak_memory_mb(),
+    })  # fmt: skip
     print(f"train: best epoch {best.epoch + 1}, val accuracy {best.logs['val_accuracy']:.4f}")
 
 
@@ -297,6 +350,20 @@ def teacher_answers(p: TrainParams, images: list[str], classes: list[str]) -> np
     return load_answers(expected, images, classes, len(view_numbers(p.augment)), p.distill.temperature)
 
 
+def worker_feed(
+    data: CachedViews, validation: tuple, photos: tuple[int, int], workers: Cluster, p: TrainParams
+) -> WorkerFeed:
+    """The batches CachedViews makes of this worker's photos, as its part of each global batch."""
+    views = range(len(data.views))
+    targets = [
+        data.targets if data.teacher is None else np.concatenate([data.targets, data.teacher[v]], 1) for v in views
+    ]
+    weights = np.ones(len(data.targets), np.float32) if data.weights is None else data.weights
+    return WorkerFeed(
+        data.views, targets, weights, validation, photos, per_worker_batch(p.batch_size, workers), workers, p.seed
+    )
+
+
 def class_weights(labels: np.ndarray, n_classes: int) -> np.ndarray:
     counts = np.bincount(labels, minlength=n_classes)
     return len(labels) / (n_classes * np.maximum(counts, 1))
@@ -308,9 +375,12 @@ def fit(model, data, validation, epochs, lr, schedule, objective, callbacks, ini
     steps = epochs * len(data)
     rate = keras.optimizers.schedules.CosineDecay(lr, steps) if schedule == "cosine" else lr
     model.compile(keras.optimizers.Adam(rate), objective.loss, metrics=[objective.accuracy])
+    if isinstance(data, WorkerFeed):
+        inputs, verbose = data.fit_inputs(initial_epoch), 2 if data.cluster.is_chief else 0
+    else:
+        inputs, verbose = {"x": data, "validation_data": validation}, 2
     model.fit(
-        data, validation_data=validation, epochs=initial_epoch + epochs, initial_epoch=initial_epoch,
-        callbacks=callbacks, verbose=2,
+        **inputs, epochs=initial_epoch + epochs, initial_epoch=initial_epoch, callbacks=callbacks, verbose=verbose,
     )  # fmt: skip
 
 
