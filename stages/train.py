@@ -124,15 +124,15 @@ class TrainParams(Section):
 
 def main() -> None:
     workers, local = start_local_workers(__file__)
-    # Before TensorFlow runs anything: the workers' collective ops are set up at start-up.
-    strategy = join(workers) if workers else None
-    if local:
-        local.watch()
     succeeded = False
     try:
-        train_model(workers, strategy)
+        # Before TensorFlow runs anything: the workers' collective ops are set up at start-up.
+        strategy = join(workers, local) if workers else None
+        if local:
+            local.watch()
+        train_model(workers, strategy, before_writing=local.stop_watching if local else None)
         succeeded = True
-    except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.CancelledError) as error:
+    except tf.errors.OpError as error:
         if workers is None:
             raise
         raise lost_worker(workers, error) from None
@@ -141,26 +141,28 @@ def main() -> None:
             local.stop(grace_s=60 if succeeded else 0)
 
 
-def train_model(workers: Cluster | None, strategy: tf.distribute.Strategy | None) -> None:
+def train_model(
+    workers: Cluster | None, strategy: tf.distribute.Strategy | None, before_writing: Callable[[], None] | None = None
+) -> None:
     p = load_section("train", TrainParams)
     keras.utils.set_random_seed(p.seed)
     tf.config.experimental.enable_op_determinism()
     wall: dict[str, float] = {}
     chief = workers is None or workers.is_chief
-    if workers and (p.prune.sparsity > 0 or p.cluster.clusters > 0):
-        raise PipelineError("train: prune and cluster run on one worker only: unset TF_CONFIG")
+    if workers and (p.prune.sparsity > 0 or p.cluster.clusters > 0 or p.distill.teachers):
+        # Distillation too: a worker's augmented views of its share are not those the teachers scored.
+        raise PipelineError("train: prune, cluster and distill run on one worker only (no TF_CONFIG)")
 
     train, val = (read_table(SPLIT / f"{name}.csv") for name in ("train", "val"))
     classes = sorted(train["label"].unique())
     y_train = class_indices(train["label"], classes, str(SPLIT / "train.csv"))
     y_val = class_indices(val["label"], classes, f"{SPLIT / 'val.csv'} (classes are those of train.csv)")
     teacher = teacher_answers(p, train["image"].tolist(), classes)  # checked before minutes of work
+    per_class = class_weights(y_train, len(classes)) if p.class_weighting else None
     photos = (len(train), len(val))  # all workers' together
     if workers:  # from here on, this worker's share of the photos
-        mine = share(len(train), workers)
-        train, y_train, teacher = train.iloc[mine], y_train[mine], None if teacher is None else teacher[:, mine]
-        mine = share(len(val), workers)
-        val, y_val = val.iloc[mine], y_val[mine]
+        train, y_train = share(train, workers), share(y_train, workers)
+        val, y_val = share(val, workers), share(y_val, workers)
 
     weights = starting_weights(p.backbone)
     backbone = build_backbone(p.backbone, p.image_size, weights and WEIGHTS / weights["file"])
@@ -184,7 +186,6 @@ def train_model(workers: Cluster | None, strategy: tf.distribute.Strategy | None
 
     with strategy.scope() if strategy else nullcontext():
         head = classifier_head(top, len(classes), p.dropout)
-    per_class = class_weights(y_train, len(classes)) if p.class_weighting else None
     data = CachedViews(views, y_train, len(classes), p.batch_size, p.seed, per_class, teacher)
     validation = (val_features, data.targets_of(y_val))
     if workers:
@@ -216,6 +217,8 @@ def train_model(workers: Cluster | None, strategy: tf.distribute.Strategy | None
             with timed(wall, "cluster"):
                 compressed["clustered"] = cluster(trained_head, data, validation, p, objective, live)
 
+    if before_writing:
+        before_writing()
     if not chief:
         return  # the chief writes the outputs; the others write nothing
     model = keras.Model(frozen.input, trained_head(frozen.output), name=f"clothing_{p.backbone}")
@@ -354,14 +357,9 @@ def worker_feed(
     data: CachedViews, validation: tuple, photos: tuple[int, int], workers: Cluster, p: TrainParams
 ) -> WorkerFeed:
     """The batches CachedViews makes of this worker's photos, as its part of each global batch."""
-    views = range(len(data.views))
-    targets = [
-        data.targets if data.teacher is None else np.concatenate([data.targets, data.teacher[v]], 1) for v in views
-    ]
     weights = np.ones(len(data.targets), np.float32) if data.weights is None else data.weights
-    return WorkerFeed(
-        data.views, targets, weights, validation, photos, per_worker_batch(p.batch_size, workers), workers, p.seed
-    )
+    batch = per_worker_batch(p.batch_size, workers)
+    return WorkerFeed(data.views, data.targets, weights, validation, photos, batch, workers, p.seed)
 
 
 def class_weights(labels: np.ndarray, n_classes: int) -> np.ndarray:

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,14 @@ import pytest
 from conftest import TINY_TRAIN, error_line, free_port, run, update_params
 
 from clothing.errors import PipelineError
-from clothing.models.distributed import Cluster, WorkerFeed, cluster_from_environment, lost_worker, per_worker_batch
+from clothing.models.distributed import (
+    Cluster,
+    WorkerFeed,
+    cluster_from_environment,
+    lost_worker,
+    per_worker_batch,
+    share,
+)
 
 DEADLINE_S = 600  # a wait that cannot end on its own ends here; no test expects to come near it
 LONG_TRAIN = {"fine_tune": TINY_TRAIN["fine_tune"] | {"epochs": 2000}}  # still training when a worker is killed
@@ -39,11 +47,26 @@ def tf_config(workers: list[str], index: int) -> str:
     return json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}})
 
 
+STARTED: list[subprocess.Popen] = []
+
+
+@pytest.fixture(autouse=True)
+def nothing_left_running() -> Iterator[None]:
+    """A test that fails half-way must not leave a 2000-epoch training on the cores."""
+    yield
+    while STARTED:
+        process = STARTED.pop()
+        if process.poll() is None:
+            process.kill()  # the workers die with it (their parent-death signal)
+        process.wait()
+
+
 def start_train(project: Path, log: str, *launcher: str, **variables: str) -> subprocess.Popen:
     """The train stage (through ``launcher``, if given), its output in ``log`` and ``log``.err."""
     out, err = (open(project / name, "w") for name in (log, f"{log}.err"))  # noqa: SIM115 (closed with the process)
     command = [*launcher, sys.executable, "stages/train.py"]
-    return subprocess.Popen(command, cwd=project, env=environment(**variables), stdout=out, stderr=err)
+    STARTED.append(subprocess.Popen(command, cwd=project, env=environment(**variables), stdout=out, stderr=err))
+    return STARTED[-1]
 
 
 def wait_for(path: Path, pattern: str, process: subprocess.Popen) -> re.Match:
@@ -100,7 +123,9 @@ def test_a_local_worker_killed_mid_training_ends_the_run_naming_it(tiny: Path) -
     wait_for(tiny / "chief.log", r"Epoch 3/", chief)
     os.kill(int(started[2]), signal.SIGKILL)
     line = error_line(ended(chief, tiny, "chief.log"))
-    assert line.startswith(f"error: train: worker 1 ({started[1]}) was killed by signal 9; no model written")
+    # Whichever notices first: the chief's watch on its workers, or TensorFlow's heartbeats.
+    how = r"(was killed by signal 9|stopped answering \(UnavailableError\)); no model written"
+    assert re.match(rf"error: train: worker 1 \({re.escape(started[1])}\) {how}", line), line
     assert not (tiny / "models/model.keras").exists()
 
 
@@ -112,11 +137,11 @@ def test_a_worker_that_never_joins_is_named_after_the_timeout(tiny: Path) -> Non
     assert not (tiny / "models/model.keras").exists()
 
 
-def test_prune_and_cluster_are_refused_on_several_workers(tiny: Path) -> None:
+def test_prune_cluster_and_distill_are_refused_on_several_workers(tiny: Path) -> None:
     update_params(tiny, {"train": {"prune": {"sparsity": 0.5, "epochs": 1, "lr": 0.001}}})
     launcher = [sys.executable, "-m", "clothing.commands.workers", "2", "--"]
     result = ended(start_train(tiny, "chief.log", *launcher), tiny, "chief.log")
-    assert error_line(result) == "error: train: prune and cluster run on one worker only: unset TF_CONFIG"
+    assert error_line(result) == "error: train: prune, cluster and distill run on one worker only (no TF_CONFIG)"
 
 
 @pytest.mark.parametrize(
@@ -154,7 +179,7 @@ def feeds(photos: int, val_photos: int, workers: int, batch: int) -> list[Worker
         cluster = Cluster(tuple(f"h:{i}" for i in range(workers)), index)
         mine, val = np.arange(index, photos, workers), np.arange(index, val_photos, workers)
         views = [mine[:, None].astype(np.float32) + 1000 * view for view in range(2)]  # view 1: +1000
-        targets = [np.eye(2, dtype=np.float32)[mine % 2]] * 2
+        targets = np.eye(2, dtype=np.float32)[mine % 2]
         validation = (val[:, None].astype(np.float32), np.eye(2, dtype=np.float32)[val % 2])
         weights = np.ones(len(mine), np.float32)
         made.append(WorkerFeed(views, targets, weights, validation, (photos, val_photos), batch, cluster, seed=0))
@@ -201,3 +226,25 @@ def test_the_launcher_needs_a_command_and_the_cores(tiny: Path) -> None:
     assert error_line(no_command) == "error: workers: give the command after --, e.g. -- dvc repro train"
     too_many = run(tiny, *launcher, "64", "--cores-per-worker", "4", "--", "true", check=False)
     assert re.fullmatch(r"error: workers: 64 workers x 4 cores do not fit on the \d+ cores here", error_line(too_many))
+
+
+def test_a_share_needs_a_photo_for_every_worker() -> None:
+    assert list(share(np.arange(5), Cluster(("a:1", "b:2"), 1))) == [1, 3]
+    with pytest.raises(PipelineError, match="2 photos in a split cannot be shared out over 3 workers"):
+        share(np.arange(2), Cluster(("a:1", "b:2", "c:3"), 0))
+
+
+def test_a_local_worker_that_ends_before_joining_ends_the_wait_at_once(tmp_path: Path) -> None:
+    waiting = subprocess.Popen(["sleep", str(DEADLINE_S)])  # stands for the chief, stuck waiting to join
+    STARTED.append(waiting)
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    args = ["--pid", str(waiting.pid), "--timeout", str(DEADLINE_S), "--index", "0", "a:1", "b:2"]
+    watchdog = subprocess.Popen(
+        [sys.executable, "-m", "clothing.models.rendezvous", *args, "--local", str(gone.pid), "1", "w1.log"],
+        stdin=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    watchdog.wait(DEADLINE_S)  # its stdin stays open: the chief never said "joined"
+    said = watchdog.stderr.read().strip()
+    assert said == "error: train: worker 1 (b:2) ended before joining; no model written; its log: w1.log"
+    assert waiting.wait(DEADLINE_S) == -signal.SIGKILL

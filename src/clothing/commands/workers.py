@@ -8,7 +8,7 @@ The command runs as it would alone, with CLOTHING_LOCAL_WORKERS set: when train 
 becomes worker 0 (the chief, the only one that writes) and starts workers 1..N-1 on
 127.0.0.1 ports, each pinned to its own cores, and stops them all when one fails
 (clothing.models.distributed). On several machines, set TF_CONFIG on each instead
-(docs/pipeline.md, "Training on several machines").
+(docs/several-machines.md).
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     if not command:
         raise PipelineError("workers: give the command after --, e.g. -- dvc repro train")
     cores = usable_cores()
-    each = args.cores_per_worker or max(1, cores // max(args.workers, 1))
+    each = max(1, cores // max(args.workers, 1)) if args.cores_per_worker is None else args.cores_per_worker
     if args.workers < 1 or each < 1 or args.workers * each > cores:
         raise PipelineError(f"workers: {args.workers} workers x {each} cores do not fit on the {cores} cores here")
     env = os.environ | {LOCAL_WORKERS: str(args.workers), CORES_PER_WORKER: str(each)}

@@ -31,8 +31,10 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
+import pandas as pd
 
 from clothing.errors import PipelineError
 from clothing.system import usable_cores
@@ -40,8 +42,10 @@ from clothing.tf import keras, tf
 
 LOCAL_WORKERS = "CLOTHING_LOCAL_WORKERS"  # N: train starts N-1 more workers on this machine
 CORES_PER_WORKER = "CLOTHING_CORES_PER_WORKER"  # default: this process's cores shared out
+HELPER_CORES, CHIEF_PID = "CLOTHING_HELPER_CORES", "CLOTHING_CHIEF_PID"  # set by the chief for its workers
 TIMEOUT = "CLOTHING_WORKER_TIMEOUT_S"  # how long the workers may take to find each other
 DEFAULT_TIMEOUT_S = 300.0
+T = TypeVar("T", pd.DataFrame, np.ndarray)
 
 
 @dataclass(frozen=True)
@@ -106,6 +110,8 @@ def start_local_workers(script: str) -> tuple[Cluster | None, LocalWorkers | Non
     Each worker is pinned to its own cores before TensorFlow starts its thread pools, so N
     workers on N cores compete for nothing. Returns (TF_CONFIG's cluster, None) without it.
     """
+    if HELPER_CORES in os.environ:  # a worker a local chief started
+        _pin_and_follow_the_chief()
     n = local_workers()
     if n == 1 and LOCAL_WORKERS not in os.environ:
         return cluster_from_environment(), None
@@ -113,13 +119,21 @@ def start_local_workers(script: str) -> tuple[Cluster | None, LocalWorkers | Non
     available = sorted(os.sched_getaffinity(0))
     if n * each > len(available):
         raise PipelineError(f"{n} workers x {each} cores need {n * each} cores; this process may use {len(available)}")
-    share = [set(available[i * each : (i + 1) * each]) for i in range(n)]
-    os.sched_setaffinity(0, share[0])
+    cores = [set(available[i * each : (i + 1) * each]) for i in range(n)]
+    os.sched_setaffinity(0, cores[0])
     if n == 1:
         return None, None
     cluster = Cluster(tuple(f"127.0.0.1:{port}" for port in free_ports(n)), 0)
     os.environ["TF_CONFIG"] = cluster.tf_config(0)
-    return cluster, LocalWorkers(cluster, script, share)
+    return cluster, LocalWorkers(cluster, script, cores)
+
+
+def _pin_and_follow_the_chief() -> None:
+    """In a worker a local chief started: its cores, and an end with the chief's (not a wait for its peers)."""
+    os.sched_setaffinity(0, {int(core) for core in os.environ.pop(HELPER_CORES).split(",")})
+    ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: SIGKILL when the chief ends
+    if os.getppid() != int(os.environ.pop(CHIEF_PID)):
+        os._exit(1)  # the chief ended before the line above took effect
 
 
 def free_ports(n: int) -> list[int]:
@@ -140,17 +154,21 @@ class LocalWorkers:
         self.cluster, self.logs = cluster, Path(tempfile.mkdtemp(prefix="clothing-workers-"))
         self.processes = {i: self._start(i, script, cores[i]) for i in range(1, cluster.size)}
         for i, process in self.processes.items():
-            print(f"train: {cluster.name(i)} started, pid {process.pid}, log {self.logs / f'worker{i}.log'}")
+            print(f"train: {cluster.name(i)} started, pid {process.pid}, log {self.log(i)}")
         self.finished = threading.Event()
 
     def _start(self, index: int, script: str, cores: set[int]) -> subprocess.Popen:
-        env = os.environ | {"TF_CONFIG": self.cluster.tf_config(index)}
+        env = os.environ | {
+            "TF_CONFIG": self.cluster.tf_config(index),
+            HELPER_CORES: ",".join(map(str, sorted(cores))),
+            CHIEF_PID: str(os.getpid()),
+        }
         env.pop(LOCAL_WORKERS, None)
-        log = open(self.logs / f"worker{index}.log", "w")  # noqa: SIM115 (the process keeps it)
-        return subprocess.Popen(
-            [sys.executable, script], env=env, stdout=log, stderr=subprocess.STDOUT,
-            preexec_fn=lambda: _pinned_child(cores),
-        )  # fmt: skip
+        with open(self.log(index), "w") as log:
+            return subprocess.Popen([sys.executable, script], env=env, stdout=log, stderr=subprocess.STDOUT)
+
+    def log(self, index: int) -> Path:
+        return self.logs / f"worker{index}.log"
 
     def watch(self) -> None:
         """In the background: the moment a worker fails, stop the others and end this process with one line."""
@@ -168,9 +186,13 @@ class LocalWorkers:
     def failure(self, index: int) -> str:
         code = self.processes[index].returncode
         how = f"was killed by signal {-code}" if code < 0 else f"failed (exit code {code})"
-        log = self.logs / f"worker{index}.log"
+        log = self.log(index)
         said = [line for line in log.read_text(errors="replace").splitlines() if line.startswith("error:")]
         return f"{self.cluster.name(index)} {how}{f' ({said[-1]})' if said else ''}; no model written; its log: {log}"
+
+    def stop_watching(self) -> None:
+        """Training is over: from here, a worker's end is not the run's (the chief may be writing)."""
+        self.finished.set()
 
     def stop(self, grace_s: float = 0) -> None:
         """Stop the workers: at once, or (after a run that succeeded) once they had ``grace_s`` to finish."""
@@ -186,16 +208,11 @@ class LocalWorkers:
             shutil.rmtree(self.logs, ignore_errors=True)
 
 
-def _pinned_child(cores: set[int]) -> None:
-    os.sched_setaffinity(0, cores)
-    # Die with the chief: a worker left alone would wait for its peers until its own timeout.
-    ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-
-
-def join(cluster: Cluster) -> tf.distribute.Strategy:
+def join(cluster: Cluster, local: LocalWorkers | None = None) -> tf.distribute.Strategy:
     """The strategy, once every worker has joined; past the deadline, one line naming the missing ones.
 
     Must run before TensorFlow executes anything: collective ops are configured at start-up.
+    The watchdog also ends the wait at once when a local worker ends before joining.
     """
     timeout = os.environ.get(TIMEOUT, str(DEFAULT_TIMEOUT_S))
     try:
@@ -203,7 +220,9 @@ def join(cluster: Cluster) -> tf.distribute.Strategy:
             raise ValueError
     except ValueError:
         raise PipelineError(f"{TIMEOUT}={timeout}: a number of seconds above 0") from None
-    args = [str(os.getpid()), timeout, str(cluster.index), *cluster.workers]
+    args = ["--pid", str(os.getpid()), "--timeout", timeout, "--index", str(cluster.index), *cluster.workers]
+    for i, process in local.processes.items() if local else ():
+        args += ["--local", str(process.pid), str(i), str(local.log(i))]
     watchdog = subprocess.Popen([sys.executable, "-m", "clothing.models.rendezvous", *args], stdin=subprocess.PIPE)
     strategy = tf.distribute.MultiWorkerMirroredStrategy()
     watchdog.communicate(b"joined\n")
@@ -211,10 +230,13 @@ def join(cluster: Cluster) -> tf.distribute.Strategy:
 
 
 def lost_worker(cluster: Cluster, error: Exception) -> PipelineError:
-    """A collective aborted because a peer stopped answering: one line naming it."""
+    """A collective failed, most often because a peer stopped answering: one line naming it."""
     tasks = {int(t) for t in re.findall(r"/job:worker/(?:replica:\d+/)?task:(\d+)", str(error))} - {cluster.index}
-    who = ", ".join(cluster.name(i) for i in sorted(tasks)) or "a worker"
-    return PipelineError(f"train: {who} stopped answering ({type(error).__name__}); no model written")
+    if tasks:
+        who = ", ".join(cluster.name(i) for i in sorted(tasks))
+        return PipelineError(f"train: {who} stopped answering ({type(error).__name__}); no model written")
+    first = " ".join(str(error).split())[:200]
+    return PipelineError(f"train: the workers failed ({type(error).__name__}: {first}); no model written")
 
 
 def barrier(strategy: tf.distribute.Strategy) -> None:
@@ -223,9 +245,12 @@ def barrier(strategy: tf.distribute.Strategy) -> None:
     strategy.reduce(tf.distribute.ReduceOp.SUM, ones, axis=None)
 
 
-def share(n: int, cluster: Cluster) -> np.ndarray:
-    """Rows 0..n-1 this worker takes: every ``size``-th one, from its index."""
-    return np.arange(cluster.index, n, cluster.size)
+def share(rows: T, cluster: Cluster) -> T:
+    """This worker's rows of a table or array: every ``size``-th one, from its index."""
+    if len(rows) < cluster.size:
+        raise PipelineError(f"train: {len(rows)} photos in a split cannot be shared out over {cluster.size} workers")
+    mine = np.arange(cluster.index, len(rows), cluster.size)
+    return rows.iloc[mine] if isinstance(rows, pd.DataFrame) else rows[mine]
 
 
 def per_worker_batch(batch_size: int, cluster: Cluster) -> int:
@@ -241,11 +266,12 @@ class WorkerFeed:
     Epoch ``e`` serves view ``e mod views`` of this worker's photos, reshuffled, in a number
     of steps every worker shares (a worker with a photo fewer wraps round to its first):
     a worker that ran out of batches first would leave the others waiting in a collective.
-    Validation rows added to fill the last batch weigh 0, so its metrics are exact.
+    Validation rows added to fill the last batch weigh 0: accuracy is exact; the loss, which
+    Keras divides by the batch's rows, reads a little low in that batch.
     """
 
     views: list[np.ndarray]  # this worker's photos' cached features, one array per augmented view
-    targets: list[np.ndarray]  # their targets on each view (the teachers' part differs by view)
+    targets: np.ndarray  # their targets
     weights: np.ndarray  # per photo: its class weight, or 1
     validation: tuple[np.ndarray, np.ndarray]  # this worker's validation features and targets
     photos: tuple[int, int]  # training and validation photos, all workers together
@@ -259,7 +285,7 @@ class WorkerFeed:
     def fit_inputs(self, first_epoch: int) -> dict:
         features, targets = self.validation
         return {
-            "x": self._creator(self._training(first_epoch), self.views[0], self.targets[0]),
+            "x": self._creator(self._training(first_epoch), self.views[0], self.targets),
             "steps_per_epoch": len(self),
             "validation_data": self._creator(self._validation(), features, targets),
             "validation_steps": steps_for(self.photos[1], self.cluster, self.batch),
@@ -272,7 +298,7 @@ class WorkerFeed:
                 order = np.resize(shuffled, len(self) * self.batch)
                 view = epoch % len(self.views)
                 for rows in order.reshape(len(self), self.batch):
-                    yield self.views[view][rows], self.targets[view][rows], self.weights[rows]
+                    yield self.views[view][rows], self.targets[rows], self.weights[rows]
 
         return batches
 
