@@ -4,7 +4,8 @@ With ``train.distill.teachers`` empty (the default) it writes an empty file and 
 trains on the labels alone. Otherwise each teacher (clothing.models.distillation) scores
 every augmented view of every training photo that train will cache, at its own input size;
 their probabilities are averaged and saved unsoftened, so a new weight or temperature
-reruns train only. A teacher that learned from a photo of the test split is refused.
+reruns train only. A teacher that learned from a photo of the test split is refused, and
+so is one whose files differ from its entry in teachers/teachers.yaml (what DVC tracks here).
 """
 
 from __future__ import annotations
@@ -20,7 +21,14 @@ from clothing.data.images import load_images
 from clothing.errors import PipelineError, run_stage
 from clothing.files import atomic_file, read_table, write_json
 from clothing.models.classifier import load_classifier
-from clothing.models.distillation import ANSWERS, DistillParams, made_for, refuse_leaks, teacher_folder
+from clothing.models.distillation import (
+    ANSWERS,
+    DistillParams,
+    check_registered,
+    made_for,
+    refuse_leaks,
+    teacher_folder,
+)
 from clothing.params import Section, load_section
 
 SPLIT = Path("data/split")
@@ -44,6 +52,8 @@ def main() -> None:
     test_images = set(read_table(SPLIT / "test.csv")["image"])
     classes = sorted(train["label"].unique())
 
+    for name in p.distill.teachers:
+        check_registered(name)
     folders = [teacher_folder(name, split.fold if split.folds else None) for name in p.distill.teachers]
     for folder in folders:
         refuse_leaks(folder, test_images)

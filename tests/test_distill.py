@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -44,6 +45,12 @@ def save_teacher(folder: Path, photos: list[str], kernel: np.ndarray, bias: list
     dense.set_weights([kernel.astype(np.float32), np.array(bias, np.float32)])
     save_classifier(model, ModelInfo(classes, "baseline_cnn", 32), folder / "model.keras")
     pd.DataFrame({"image": photos}).to_csv(folder / "photos.csv", index=False)
+    register(folder)
+
+
+def register(folder: Path) -> None:
+    """Record the teacher in teachers/teachers.yaml, as the teachers command does for the models it takes."""
+    run(folder.parent.parent, sys.executable, "-m", "clothing.commands.teachers", folder.name, "--register")
 
 
 @pytest.fixture()
@@ -117,7 +124,28 @@ def test_a_teacher_of_other_classes_or_without_its_photos_is_refused(tiny: Path)
     distil_from(tiny, "other", weight=0.5)
     assert "are not train's" in error_line(stage(tiny, "teach", check=False))
     (tiny / "teachers/other/photos.csv").unlink()
+    register(tiny / "teachers/other")
     assert "cannot be checked against the test split" in error_line(stage(tiny, "teach", check=False))
+
+
+def test_a_teacher_not_registered_or_changed_since_is_refused_and_writes_nothing(tiny: Path) -> None:
+    always_first_class(tiny / "teachers/first", split_images(tiny, "train"))
+    distil_from(tiny, "first", weight=0.5)
+    (tiny / "teachers/first/photos.csv").write_text("image\nsomething-else\n")
+    assert "its files changed since it was registered" in error_line(stage(tiny, "teach", check=False))
+    (tiny / "teachers/teachers.yaml").write_text("{}\n")
+    assert "not in teachers/teachers.yaml" in error_line(stage(tiny, "teach", check=False))
+    assert not (tiny / "data/teacher/probabilities.npy").exists()
+
+
+def test_teach_depends_on_the_registry_not_on_the_teachers_data(tiny: Path) -> None:
+    """A clone that has not pulled a teacher, or a new teacher nobody uses, leaves the pipeline as it was."""
+    run(tiny, "dvc", "repro", "teach")
+    always_first_class(tiny / "teachers/unused", split_images(tiny, "train"))  # registered: the registry changed
+    assert "teach" in run(tiny, "dvc", "status", "teach").stdout
+    run(tiny, "dvc", "repro", "teach")
+    shutil.rmtree(tiny / "teachers/unused")  # as a clone that did not pull it
+    assert "up to date" in run(tiny, "dvc", "status", "teach").stdout
 
 
 def test_without_teachers_train_learns_from_the_labels_and_teach_writes_an_empty_file(trained: Path) -> None:
@@ -164,6 +192,7 @@ def test_the_teachers_command_keeps_a_run_s_model_and_the_photos_it_learned_from
     photos = set(pd.read_csv(kept / "photos.csv")["image"])
     assert photos == set(split_images(project, "train")) | set(split_images(project, "val"))
     assert (project / "teachers/mine.dvc").is_file()
+    assert "mine: " in (project / "teachers/teachers.yaml").read_text()
 
 
 @pytest.mark.parametrize(

@@ -2,13 +2,16 @@
 
     python -m clothing.commands.teachers NAME --from EXPERIMENT         # one model
     python -m clothing.commands.teachers NAME --from CV_RUN --folds K   # CV_RUN-fold0 .. fold(K-1)
+    python -m clothing.commands.teachers NAME --register                # teachers/NAME as it is now
 
 Each model comes from the DVC cache by the hash its experiment's (or git revision's)
 ``dvc.lock`` records, with ``photos.csv``: the photos of that run's train and val splits,
 which the teach stage checks against a student's test split. A cross-validation run gives
 one ``fold<k>/`` per fold, so in fold k the student learns from the teacher of fold k, which
-never saw that fold's test photos. The folder is then tracked with ``dvc add`` (commit the
-``.dvc`` file), so queued experiments, which copy only what git and DVC track, have it.
+never saw that fold's test photos. The folder is registered in ``teachers/teachers.yaml``
+by the digest of its files (what the teach stage depends on; ``--register`` records a folder
+made by other means) and tracked with ``dvc add``; commit both, so queued experiments,
+which copy only what git and DVC track, have it.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from clothing.commands import command_parser
 from clothing.commands.experiments import cached_output
 from clothing.errors import PipelineError, exit_code
 from clothing.files import atomic_dir, read_table, write_csv
-from clothing.models.distillation import PHOTOS, TEACHERS, plain_name
+from clothing.models.distillation import PHOTOS, REGISTRY, TEACHERS, plain_name, register
 
 FILES = ("models/model.keras", "models/model.json")
 SPLITS = ("data/split/train.csv", "data/split/val.csv")
@@ -43,7 +46,9 @@ def keep(run: str, folder: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = command_parser("python -m clothing.commands.teachers", __doc__)
     parser.add_argument("name", help="the folder under teachers/ (train.distill.teachers names it)")
-    parser.add_argument("--from", dest="source", required=True, help="a DVC experiment, git revision or CV run")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--from", dest="source", help="a DVC experiment, git revision or CV run")
+    source.add_argument("--register", action="store_true", help="record teachers/NAME as it is now, take nothing")
     parser.add_argument("--folds", type=int, help="the CV run's number of folds: one teacher per fold")
     parser.add_argument("--force", action="store_true", help="replace teachers/NAME if it exists")
     parser.add_argument("--no-dvc-add", action="store_true", help="write the folder only")
@@ -54,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(error))
     if args.folds is not None and args.folds < 2:
         parser.error("--folds must be 2 or more")
+    if args.register:
+        return exit_code(lambda: register_folder(args.name))
     return exit_code(lambda: make_teachers(args.name, args.source, args.folds, args.force, not args.no_dvc_add))
 
 
@@ -66,9 +73,15 @@ def make_teachers(name: str, source: str, folds: int | None, force: bool, dvc_ad
             keep(source, tmp)
         for fold in range(folds or 0):
             keep(f"{source}-fold{fold}", tmp / f"fold{fold}")
-    print(f"{folder}: written")
+    print(f"{folder}: written, registered in {REGISTRY} as {register(name)[:12]}")
     if dvc_add and subprocess.run([sys.executable, "-m", "dvc", "add", "-q", str(folder)]).returncode != 0:
         raise PipelineError(f"dvc add {folder} failed")
+
+
+def register_folder(name: str) -> None:
+    if not (TEACHERS / name / "model.keras").is_file() and not any((TEACHERS / name).glob("fold*/model.keras")):
+        raise PipelineError(f"{TEACHERS / name}: no model.keras (nor fold<k>/model.keras) to register")
+    print(f"{TEACHERS / name}: registered in {REGISTRY} as {register(name)[:12]}")
 
 
 if __name__ == "__main__":

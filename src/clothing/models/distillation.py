@@ -2,7 +2,10 @@
 
 The teachers are trained classifiers kept under ``teachers/<name>/`` (one ``fold<k>/`` per
 fold of a cross-validation run), each with ``photos.csv``, the photos it trained or was
-validated on (``python -m clothing.commands.teachers`` writes them). The teach stage scores
+validated on (``python -m clothing.commands.teachers`` writes them), and registered in
+``teachers/teachers.yaml`` by the digest of its files: the teach stage depends on that small
+git-tracked file rather than on the teachers' data, so a clone sees the same pipeline whether
+it pulled the teachers or not, and checks each named teacher against it. The teach stage scores
 every augmented view the student trains on with each teacher, at the teacher's own input
 size, and averages the teachers; train reads that file. A teacher that learned from any
 photo of the run's test split is refused: the student would learn those photos' answers.
@@ -22,17 +25,25 @@ from typing import Annotated
 
 import numpy as np
 import pandas as pd
+import yaml
 from pydantic import AfterValidator, Field, PositiveFloat, field_validator
 
 from clothing.data.augment import AugmentParams
 from clothing.errors import PipelineError
-from clothing.files import read_table
+from clothing.files import atomic_file, read_table, tree_digest
 from clothing.params import Section
 from clothing.tf import keras, tf
 
 TEACHERS = Path("teachers")
 PHOTOS = "photos.csv"  # the image names a teacher trained or was validated on
 ANSWERS = Path("data/teacher")  # the teach stage's output
+REGISTRY = TEACHERS / "teachers.yaml"  # name -> digest of its files; what the teach stage depends on
+REGISTRY_HEADER = """\
+# Teachers for knowledge distillation: each folder's name and the SHA-256 of its files
+# (clothing.files.tree_digest). Written by python -m clothing.commands.teachers; the teach
+# stage depends on this file, not on the teachers' data, and refuses a teacher whose files
+# differ from what is recorded here.
+"""
 
 
 def plain_name(name: str) -> str:
@@ -82,6 +93,40 @@ def teacher_folder(name: str, fold: int | None) -> Path:
         make = f"python -m clothing.commands.teachers {name} --from EXPERIMENT_OR_CV_RUN"
         raise PipelineError(f"{folder}: no teacher model.keras here ({make} makes one)")
     return folder
+
+
+def registered() -> dict[str, str]:
+    """teachers/teachers.yaml: each registered teacher's name and digest (empty if there is no file)."""
+    if not REGISTRY.is_file():
+        return {}
+    try:
+        entries = yaml.safe_load(REGISTRY.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise PipelineError(f"{REGISTRY}: not readable YAML ({error})") from None
+    if not isinstance(entries, dict) or not all(isinstance(v, str) for v in entries.values()):
+        raise PipelineError(f"{REGISTRY}: needs one 'name: digest' line per teacher")
+    return entries
+
+
+def register(name: str) -> str:
+    """Record teachers/<name>'s digest in the registry (replacing an older one) and return it."""
+    digest = tree_digest(TEACHERS / name)
+    entries = registered() | {name: digest}
+    with atomic_file(REGISTRY) as tmp:
+        tmp.write_text(REGISTRY_HEADER + yaml.safe_dump(dict(sorted(entries.items()))))
+    return digest
+
+
+def check_registered(name: str) -> None:
+    """One clear error unless teachers/<name> holds exactly the files its registry entry was made from."""
+    recorded = registered().get(name)
+    again = f"python -m clothing.commands.teachers {name} --register records it as it is now"
+    if recorded is None:
+        raise PipelineError(f"{TEACHERS / name}: not in {REGISTRY} ({again})")
+    if not (TEACHERS / name).is_dir():
+        raise PipelineError(f"{TEACHERS / name}: registered but not here (dvc pull {TEACHERS / name} fetches it)")
+    if tree_digest(TEACHERS / name) != recorded:
+        raise PipelineError(f"{TEACHERS / name}: its files changed since it was registered ({again})")
 
 
 def refuse_leaks(folder: Path, test_images: set[str]) -> None:
