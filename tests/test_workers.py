@@ -225,7 +225,7 @@ def test_the_launcher_needs_a_command_and_the_cores(tiny: Path) -> None:
     no_command = run(tiny, *launcher, "2", check=False)
     assert error_line(no_command) == "error: workers: give the command after --, e.g. -- dvc repro train"
     too_many = run(tiny, *launcher, "64", "--cores-per-worker", "4", "--", "true", check=False)
-    assert re.fullmatch(r"error: workers: 64 workers x 4 cores do not fit on the \d+ cores here", error_line(too_many))
+    assert re.fullmatch(r"error: 64 workers x 4 cores need 256; this process may use \d+", error_line(too_many))
 
 
 def test_a_share_needs_a_photo_for_every_worker() -> None:

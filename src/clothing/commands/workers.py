@@ -19,8 +19,7 @@ import subprocess
 import sys
 
 from clothing.errors import PipelineError, exit_code
-from clothing.models.distributed import CORES_PER_WORKER, LOCAL_WORKERS, TIMEOUT
-from clothing.system import usable_cores
+from clothing.models.distributed import CORES_PER_WORKER, LOCAL_WORKERS, TIMEOUT, cores_per_worker
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -38,10 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     args, command = parse_args(argv[:cut]), argv[cut + 1 :]
     if not command:
         raise PipelineError("workers: give the command after --, e.g. -- dvc repro train")
-    cores = usable_cores()
-    each = max(1, cores // max(args.workers, 1)) if args.cores_per_worker is None else args.cores_per_worker
-    if args.workers < 1 or each < 1 or args.workers * each > cores:
-        raise PipelineError(f"workers: {args.workers} workers x {each} cores do not fit on the {cores} cores here")
+    each = cores_per_worker(args.workers, args.cores_per_worker)  # checked here, before the command's other stages run
     env = os.environ | {LOCAL_WORKERS: str(args.workers), CORES_PER_WORKER: str(each)}
     if args.timeout:
         env[TIMEOUT] = str(args.timeout)

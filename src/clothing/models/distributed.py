@@ -96,12 +96,20 @@ def local_workers() -> int:
     return int(value)
 
 
-def cores_per_worker(workers: int) -> int:
-    cores = usable_cores()
-    value = os.environ.get(CORES_PER_WORKER, str(max(1, cores // workers)))
+def cores_per_worker(workers: int, asked: int | None = None) -> int:
+    """Cores each of ``workers`` local workers gets: ``asked``, else CLOTHING_CORES_PER_WORKER, else a fair
+    share of the usable cores; one clear error unless that many workers fit on the cores this process may use."""
+    if workers < 1:
+        raise PipelineError(f"{workers} workers: 1 or more")
+    fair_share = str(max(1, usable_cores() // workers))
+    value = str(asked) if asked is not None else os.environ.get(CORES_PER_WORKER, fair_share)
     if not value.isdigit() or int(value) < 1:
-        raise PipelineError(f"{CORES_PER_WORKER}={value}: a number of cores, 1 or more")
-    return int(value)
+        raise PipelineError(f"{value} cores per worker: a number of cores, 1 or more")
+    available = len(os.sched_getaffinity(0))
+    each = int(value)
+    if workers * each > available:
+        raise PipelineError(f"{workers} workers x {each} cores need {workers * each}; this process may use {available}")
+    return each
 
 
 def start_local_workers(script: str) -> tuple[Cluster | None, LocalWorkers | None]:
@@ -117,8 +125,6 @@ def start_local_workers(script: str) -> tuple[Cluster | None, LocalWorkers | Non
         return cluster_from_environment(), None
     each = cores_per_worker(n)
     available = sorted(os.sched_getaffinity(0))
-    if n * each > len(available):
-        raise PipelineError(f"{n} workers x {each} cores need {n * each} cores; this process may use {len(available)}")
     cores = [set(available[i * each : (i + 1) * each]) for i in range(n)]
     os.sched_setaffinity(0, cores[0])
     if n == 1:
