@@ -106,6 +106,15 @@ def test_a_queued_experiment_uses_the_workspace_mirror(tmp_path: Path, archive: 
     assert copied == hashlib.md5((mirror / "keras/models" / MOBILENET_FILE).read_bytes()).hexdigest()
 
 
+def test_a_stage_runs_the_package_of_its_own_checkout(project: Path) -> None:
+    """An experiment's copy under .dvc/tmp/exps/ must run the code it copied, not the installed package."""
+    package = project / "src/clothing/__init__.py"
+    package.write_text(package.read_text() + "\nimport sys\nprint('clothing from', __file__, file=sys.stderr)\n")
+    run(project, "dvc", "init", "--no-scm", "-q")
+    output = run(project, "dvc", "repro", "fetch")
+    assert f"clothing from {package}" in output.stdout + output.stderr
+
+
 def cached(project: Path, md5: str) -> Path:
     return project / ".dvc/cache/files/md5" / md5[:2] / md5[2:]
 
