@@ -11,7 +11,20 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import CLASSES, TINY_TRAIN, error_line, quick_copy, run, stage, update_params
+from conftest import (
+    CLASSES,
+    GIT_USER,
+    TINY_TRAIN,
+    Archive,
+    commit_all,
+    error_line,
+    git_repo,
+    make_project,
+    quick_copy,
+    run,
+    stage,
+    update_params,
+)
 
 from clothing.data.augment import AugmentParams, augmented
 from clothing.errors import PipelineError
@@ -132,7 +145,7 @@ def test_a_teacher_not_registered_or_changed_since_is_refused_and_writes_nothing
     always_first_class(tiny / "teachers/first", split_images(tiny, "train"))
     distil_from(tiny, "first", weight=0.5)
     (tiny / "teachers/first/photos.csv").write_text("image\nsomething-else\n")
-    assert "its files changed since it was registered" in error_line(stage(tiny, "teach", check=False))
+    assert "its files differ from its entry in teachers/teachers.yaml" in error_line(stage(tiny, "teach", check=False))
     (tiny / "teachers/teachers.yaml").write_text("{}\n")
     assert "not in teachers/teachers.yaml" in error_line(stage(tiny, "teach", check=False))
     assert not (tiny / "data/teacher/probabilities.npy").exists()
@@ -146,6 +159,30 @@ def test_teach_depends_on_the_registry_not_on_the_teachers_data(tiny: Path) -> N
     run(tiny, "dvc", "repro", "teach")
     shutil.rmtree(tiny / "teachers/unused")  # as a clone that did not pull it
     assert "up to date" in run(tiny, "dvc", "status", "teach").stdout
+
+
+def test_a_cross_validation_run_distils_in_each_queued_fold(tmp_path: Path, archive: Archive) -> None:
+    """Folds run as queued experiments with a target; teach depends on the registry, so the teacher's
+    data must come along as a target of its own, or no fold finds its teacher."""
+    env = GIT_USER | {"HOME": str(tmp_path / "home")}
+    project = make_project(tmp_path / "repo", archive)
+    git_repo(project, env)
+    always_first_class(project / "teachers/first", [])  # learned from no photo: no fold's test split leaks into it
+    distil_from(project, "first", weight=1.0)
+    commit_all(project, env)
+    crossval = (sys.executable, "-m", "clothing.commands.crossval", "--folds", "3", "--name", "taught")
+    run(project, *crossval, env=env)
+    predicted = pd.read_csv(project / "metrics/cv/taught_predictions.csv")["predicted"]
+    # On the labels alone a third of the photos would be the first class; the teacher's pull, in few steps, takes most.
+    assert len(predicted) == 30 and (predicted == LABELS[0]).sum() >= 20, predicted.value_counts()  # 27 seen
+
+
+def test_a_teacher_not_tracked_by_dvc_cannot_go_into_a_queued_run(tiny: Path) -> None:
+    always_first_class(tiny / "teachers/first", [])
+    (tiny / "teachers/first.dvc").unlink()
+    crossval = (sys.executable, "-m", "clothing.commands.crossval", "--folds", "2", "--queue-only")
+    refused = run(tiny, *crossval, "-S", "train.distill.teachers=[first]", check=False)
+    assert "teachers/first: not tracked by DVC" in error_line(refused)
 
 
 def test_without_teachers_train_learns_from_the_labels_and_teach_writes_an_empty_file(trained: Path) -> None:

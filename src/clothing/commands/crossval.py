@@ -28,6 +28,7 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import yaml
 
 from clothing.analysis.metrics import (
     HEADLINE,
@@ -42,15 +43,40 @@ from clothing.commands import command_parser
 from clothing.commands.experiments import file_at, table_at
 from clothing.errors import PipelineError, exit_code
 from clothing.files import write_csv, write_json
+from clothing.models.distillation import TEACHERS
+from clothing.params import PARAMS
 
 OUT = Path("metrics/cv")
 
 
 def queue(name: str, folds: int, settings: list[str]) -> None:
     sets = [arg for setting in settings for arg in ("-S", setting)]
+    targets = ["evaluate", *teacher_targets(settings)]
     for fold in range(folds):
         split = ["-S", f"split.folds={folds}", "-S", f"split.fold={fold}"]
-        _dvc("exp", "run", "--queue", "--force", "--name", f"{name}-fold{fold}", *split, *sets, "evaluate")
+        _dvc("exp", "run", "--queue", "--force", "--name", f"{name}-fold{fold}", *split, *sets, *targets)
+
+
+def teacher_targets(settings: list[str]) -> list[str]:
+    """The .dvc files of the teachers the run distils from (params.yaml's, or a -S setting's).
+
+    An experiment run with a target checks out only the DVC data upstream of it, and teach
+    depends on the teachers' registry, not on their data: naming each teacher's .dvc file
+    as a target too brings the teacher into the experiment's copy.
+    """
+    teachers = yaml.safe_load(PARAMS.read_text())["train"]["distill"]["teachers"]
+    for setting in settings:
+        key, _, value = setting.partition("=")
+        if key.strip() == "train.distill.teachers":
+            teachers = yaml.safe_load(value)
+    tracked = [TEACHERS / f"{teacher}.dvc" for teacher in teachers or []]
+    if missing := [path for path in tracked if not path.is_file()]:
+        name = missing[0].stem
+        raise PipelineError(
+            f"{TEACHERS / name}: not tracked by DVC (no {missing[0]}), so a queued experiment would not have it: "
+            f"python -m clothing.commands.teachers {name} --register tracks it"
+        )
+    return [str(path) for path in tracked]
 
 
 def summarize(name: str, folds: int) -> tuple[dict, pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:

@@ -10,8 +10,9 @@ which the teach stage checks against a student's test split. A cross-validation 
 one ``fold<k>/`` per fold, so in fold k the student learns from the teacher of fold k, which
 never saw that fold's test photos. The folder is registered in ``teachers/teachers.yaml``
 by the digest of its files (what the teach stage depends on; ``--register`` records a folder
-made by other means) and tracked with ``dvc add``; commit both, so queued experiments,
-which copy only what git and DVC track, have it.
+made by other means) and tracked with ``dvc add``; commit ``teachers/teachers.yaml``,
+``teachers/NAME.dvc`` and ``teachers/.gitignore``, so clones and queued experiments, which
+copy only what git and DVC track, have it.
 """
 
 from __future__ import annotations
@@ -59,8 +60,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(error))
     if args.folds is not None and args.folds < 2:
         parser.error("--folds must be 2 or more")
+    if args.register and (args.folds is not None or args.force):
+        parser.error("--register takes the folder as it is: no --folds or --force")
     if args.register:
-        return exit_code(lambda: register_folder(args.name))
+        return exit_code(lambda: register_folder(args.name, not args.no_dvc_add))
     return exit_code(lambda: make_teachers(args.name, args.source, args.folds, args.force, not args.no_dvc_add))
 
 
@@ -73,15 +76,18 @@ def make_teachers(name: str, source: str, folds: int | None, force: bool, dvc_ad
             keep(source, tmp)
         for fold in range(folds or 0):
             keep(f"{source}-fold{fold}", tmp / f"fold{fold}")
-    print(f"{folder}: written, registered in {REGISTRY} as {register(name)[:12]}")
+    print(f"{folder}: written")
+    register_folder(name, dvc_add)
+
+
+def register_folder(name: str, dvc_add: bool) -> None:
+    """Record teachers/<name> in the registry and track it with DVC (so clones and queued experiments get it)."""
+    folder = TEACHERS / name
+    if not (folder / "model.keras").is_file() and not any(folder.glob("fold*/model.keras")):
+        raise PipelineError(f"{folder}: no model.keras (nor fold<k>/model.keras) to register")
+    print(f"{folder}: registered in {REGISTRY} as {register(name)[:12]}")
     if dvc_add and subprocess.run([sys.executable, "-m", "dvc", "add", "-q", str(folder)]).returncode != 0:
         raise PipelineError(f"dvc add {folder} failed")
-
-
-def register_folder(name: str) -> None:
-    if not (TEACHERS / name / "model.keras").is_file() and not any((TEACHERS / name).glob("fold*/model.keras")):
-        raise PipelineError(f"{TEACHERS / name}: no model.keras (nor fold<k>/model.keras) to register")
-    print(f"{TEACHERS / name}: registered in {REGISTRY} as {register(name)[:12]}")
 
 
 if __name__ == "__main__":

@@ -103,7 +103,7 @@ def registered() -> dict[str, str]:
         entries = yaml.safe_load(REGISTRY.read_text()) or {}
     except yaml.YAMLError as error:
         raise PipelineError(f"{REGISTRY}: not readable YAML ({error})") from None
-    if not isinstance(entries, dict) or not all(isinstance(v, str) for v in entries.values()):
+    if not isinstance(entries, dict) or not all(isinstance(x, str) for x in (*entries, *entries.values())):
         raise PipelineError(f"{REGISTRY}: needs one 'name: digest' line per teacher")
     return entries
 
@@ -120,13 +120,17 @@ def register(name: str) -> str:
 def check_registered(name: str) -> None:
     """One clear error unless teachers/<name> holds exactly the files its registry entry was made from."""
     recorded = registered().get(name)
+    folder = TEACHERS / name
     again = f"python -m clothing.commands.teachers {name} --register records it as it is now"
+    fetch = f"dvc pull {folder}.dvc; a DVC experiment run with a target needs {folder}.dvc among its targets"
     if recorded is None:
-        raise PipelineError(f"{TEACHERS / name}: not in {REGISTRY} ({again})")
-    if not (TEACHERS / name).is_dir():
-        raise PipelineError(f"{TEACHERS / name}: registered but not here (dvc pull {TEACHERS / name} fetches it)")
-    if tree_digest(TEACHERS / name) != recorded:
-        raise PipelineError(f"{TEACHERS / name}: its files changed since it was registered ({again})")
+        raise PipelineError(f"{folder}: not in {REGISTRY} ({again})")
+    if not folder.is_dir():
+        raise PipelineError(f"{folder}: registered but not here ({fetch})")
+    if tree_digest(folder) != recorded:
+        raise PipelineError(
+            f"{folder}: its files differ from its entry in {REGISTRY} (not fully pulled: {fetch}; changed: {again})"
+        )
 
 
 def refuse_leaks(folder: Path, test_images: set[str]) -> None:

@@ -104,8 +104,9 @@ def cores_per_worker(workers: int, asked: int | None = None) -> int:
     fair_share = str(max(1, usable_cores() // workers))
     value = str(asked) if asked is not None else os.environ.get(CORES_PER_WORKER, fair_share)
     if not value.isdigit() or int(value) < 1:
-        raise PipelineError(f"{value} cores per worker: a number of cores, 1 or more")
-    available = len(os.sched_getaffinity(0))
+        source = f"{CORES_PER_WORKER}={value}" if asked is None else f"{value} cores per worker"
+        raise PipelineError(f"{source}: a number of cores, 1 or more")
+    available = usable_cores()  # the CPU affinity, capped by a container's CPU quota
     each = int(value)
     if workers * each > available:
         raise PipelineError(f"{workers} workers x {each} cores need {workers * each}; this process may use {available}")
