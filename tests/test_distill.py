@@ -185,6 +185,16 @@ def test_a_teacher_not_tracked_by_dvc_cannot_go_into_a_queued_run(tiny: Path) ->
     assert "teachers/first: not tracked by DVC" in error_line(refused)
 
 
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [("first", "should be a list of teacher names"), ("[first, first]", "named twice"), ("[a/b]", "plain folder")],
+)
+def test_a_bad_teachers_setting_for_a_queued_run_is_one_clear_error(tiny: Path, value: str, message: str) -> None:
+    crossval = (sys.executable, "-m", "clothing.commands.crossval", "--folds", "2", "--queue-only")
+    refused = run(tiny, *crossval, "-S", f"train.distill.teachers={value}", check=False)
+    assert message in error_line(refused)
+
+
 def test_without_teachers_train_learns_from_the_labels_and_teach_writes_an_empty_file(trained: Path) -> None:
     assert np.load(trained / "data/teacher/probabilities.npy").size == 0
     predicted = pd.read_csv(trained / "metrics/eval/predictions.csv")["predicted"]

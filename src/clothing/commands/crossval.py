@@ -29,6 +29,7 @@ from pathlib import Path
 
 import pandas as pd
 import yaml
+from pydantic import ValidationError
 
 from clothing.analysis.metrics import (
     HEADLINE,
@@ -43,8 +44,8 @@ from clothing.commands import command_parser
 from clothing.commands.experiments import file_at, table_at
 from clothing.errors import PipelineError, exit_code
 from clothing.files import write_csv, write_json
-from clothing.models.distillation import TEACHERS
-from clothing.params import PARAMS
+from clothing.models.distillation import TEACHERS, DistillParams
+from clothing.params import Section, load_section
 
 OUT = Path("metrics/cv")
 
@@ -57,6 +58,10 @@ def queue(name: str, folds: int, settings: list[str]) -> None:
         _dvc("exp", "run", "--queue", "--force", "--name", f"{name}-fold{fold}", *split, *sets, *targets)
 
 
+class TrainDistill(Section):
+    distill: DistillParams
+
+
 def teacher_targets(settings: list[str]) -> list[str]:
     """The .dvc files of the teachers the run distils from (params.yaml's, or a -S setting's).
 
@@ -64,12 +69,12 @@ def teacher_targets(settings: list[str]) -> list[str]:
     depends on the teachers' registry, not on their data: naming each teacher's .dvc file
     as a target too brings the teacher into the experiment's copy.
     """
-    teachers = yaml.safe_load(PARAMS.read_text())["train"]["distill"]["teachers"]
+    distill = load_section("train", TrainDistill, keys=("distill",)).distill
     for setting in settings:
         key, _, value = setting.partition("=")
         if key.strip() == "train.distill.teachers":
-            teachers = yaml.safe_load(value)
-    tracked = [TEACHERS / f"{teacher}.dvc" for teacher in teachers or []]
+            distill = overridden(distill, setting, value)
+    tracked = [TEACHERS / f"{teacher}.dvc" for teacher in distill.teachers]
     if missing := [path for path in tracked if not path.is_file()]:
         name = missing[0].stem
         raise PipelineError(
@@ -77,6 +82,15 @@ def teacher_targets(settings: list[str]) -> list[str]:
             f"python -m clothing.commands.teachers {name} --register tracks it"
         )
     return [str(path) for path in tracked]
+
+
+def overridden(distill: DistillParams, setting: str, value: str) -> DistillParams:
+    """``distill`` with a -S setting's teachers, checked as the teach stage will check them."""
+    try:
+        return DistillParams.model_validate(distill.model_dump() | {"teachers": yaml.safe_load(value)})
+    except (yaml.YAMLError, ValidationError) as error:
+        reason = error.errors()[0]["msg"] if isinstance(error, ValidationError) else "not YAML"
+        raise PipelineError(f"-S {setting}: should be a list of teacher names, like [lite0] ({reason})") from None
 
 
 def summarize(name: str, folds: int) -> tuple[dict, pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
