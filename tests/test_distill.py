@@ -26,6 +26,7 @@ from conftest import (
     update_params,
 )
 
+from clothing.commands.crossval import teacher_targets
 from clothing.data.augment import AugmentParams, augmented
 from clothing.errors import PipelineError
 from clothing.models.classifier import ModelInfo, save_classifier
@@ -193,6 +194,18 @@ def test_a_bad_teachers_setting_for_a_queued_run_is_one_clear_error(tiny: Path, 
     crossval = (sys.executable, "-m", "clothing.commands.crossval", "--folds", "2", "--queue-only")
     refused = run(tiny, *crossval, "-S", f"train.distill.teachers={value}", check=False)
     assert message in error_line(refused)
+
+
+def test_a_queued_run_takes_the_teachers_of_its_setting_as_dvc_reads_it(tmp_path: Path, monkeypatch) -> None:
+    (tmp_path / "teachers").mkdir()
+    for name in ("on", "lite0"):
+        (tmp_path / f"teachers/{name}.dvc").write_text("outs: []\n")
+    (tmp_path / "params.yaml").write_text("train:\n  distill: {teachers: [lite0], weight: 0.5, temperature: 2.0}\n")
+    monkeypatch.chdir(tmp_path)
+    assert teacher_targets([]) == ["teachers/lite0.dvc"]
+    assert teacher_targets(["train.distill.teachers=[]"]) == []
+    # Hydra, as DVC's -S, reads [on] as a name; YAML would have read it as True.
+    assert teacher_targets(["train.distill.teachers=[on, lite0]"]) == ["teachers/on.dvc", "teachers/lite0.dvc"]
 
 
 def test_without_teachers_train_learns_from_the_labels_and_teach_writes_an_empty_file(trained: Path) -> None:

@@ -28,7 +28,8 @@ import sys
 from pathlib import Path
 
 import pandas as pd
-import yaml
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import HydraException
 from pydantic import ValidationError
 
 from clothing.analysis.metrics import (
@@ -71,9 +72,8 @@ def teacher_targets(settings: list[str]) -> list[str]:
     """
     distill = load_section("train", TrainDistill, keys=("distill",)).distill
     for setting in settings:
-        key, _, value = setting.partition("=")
-        if key.strip() == "train.distill.teachers":
-            distill = overridden(distill, setting, value)
+        if setting.partition("=")[0].strip() == "train.distill.teachers":
+            distill = overridden(distill, setting)
     tracked = [TEACHERS / f"{teacher}.dvc" for teacher in distill.teachers]
     if missing := [path for path in tracked if not path.is_file()]:
         name = missing[0].stem
@@ -84,12 +84,13 @@ def teacher_targets(settings: list[str]) -> list[str]:
     return [str(path) for path in tracked]
 
 
-def overridden(distill: DistillParams, setting: str, value: str) -> DistillParams:
-    """``distill`` with a -S setting's teachers, checked as the teach stage will check them."""
+def overridden(distill: DistillParams, setting: str) -> DistillParams:
+    """``distill`` with a -S setting's teachers, read as DVC reads -S (Hydra) and checked as teach checks them."""
     try:
-        return DistillParams.model_validate(distill.model_dump() | {"teachers": yaml.safe_load(value)})
-    except (yaml.YAMLError, ValidationError) as error:
-        reason = error.errors()[0]["msg"] if isinstance(error, ValidationError) else "not YAML"
+        teachers = OverridesParser.create().parse_override(setting).value()
+        return DistillParams.model_validate(distill.model_dump() | {"teachers": teachers})
+    except (HydraException, ValidationError) as error:
+        reason = error.errors()[0]["msg"].removeprefix("Value error, ") if isinstance(error, ValidationError) else error
         raise PipelineError(f"-S {setting}: should be a list of teacher names, like [lite0] ({reason})") from None
 
 
