@@ -206,6 +206,8 @@ def test_a_queued_run_takes_the_teachers_of_its_setting_as_dvc_reads_it(tmp_path
     assert teacher_targets(["train.distill.teachers=[]"]) == []
     # Hydra, as DVC's -S, reads [on] as a name; YAML would have read it as True.
     assert teacher_targets(["train.distill.teachers=[on, lite0]"]) == ["teachers/on.dvc", "teachers/lite0.dvc"]
+    assert teacher_targets(["params.yaml:train.distill.teachers=[on]"]) == ["teachers/on.dvc"]
+    assert teacher_targets(["++train.distill.teachers=[on]"]) == ["teachers/on.dvc"]
 
 
 def test_without_teachers_train_learns_from_the_labels_and_teach_writes_an_empty_file(trained: Path) -> None:

@@ -72,8 +72,10 @@ def teacher_targets(settings: list[str]) -> list[str]:
     """
     distill = load_section("train", TrainDistill, keys=("distill",)).distill
     for setting in settings:
-        if setting.partition("=")[0].strip() == "train.distill.teachers":
-            distill = overridden(distill, setting)
+        target, _, value = setting.partition("=")
+        key = target.rpartition(":")[2].lstrip("+")  # DVC's -S takes [file:][+|++]key=value
+        if key == "train.distill.teachers":
+            distill = overridden(distill, setting, f"{key}={value}")
     tracked = [TEACHERS / f"{teacher}.dvc" for teacher in distill.teachers]
     if missing := [path for path in tracked if not path.is_file()]:
         name = missing[0].stem
@@ -84,10 +86,10 @@ def teacher_targets(settings: list[str]) -> list[str]:
     return [str(path) for path in tracked]
 
 
-def overridden(distill: DistillParams, setting: str) -> DistillParams:
+def overridden(distill: DistillParams, setting: str, override: str) -> DistillParams:
     """``distill`` with a -S setting's teachers, read as DVC reads -S (Hydra) and checked as teach checks them."""
     try:
-        teachers = OverridesParser.create().parse_override(setting).value()
+        teachers = OverridesParser.create().parse_override(override).value()
         return DistillParams.model_validate(distill.model_dump() | {"teachers": teachers})
     except (HydraException, ValidationError) as error:
         reason = error.errors()[0]["msg"].removeprefix("Value error, ") if isinstance(error, ValidationError) else error
